@@ -1,0 +1,9 @@
+"""WebSocket routes of the demo project."""
+
+from django.urls import path
+
+from secure_ws.files import FileEventConsumer
+
+websocket_urlpatterns = [
+    path("ws/files/", FileEventConsumer.as_asgi()),
+]

@@ -1,0 +1,38 @@
+"""django-secure-ws: secure-by-default WebSockets for Django Channels.
+
+The public API is imported lazily so that ``import secure_ws`` has no Django side effects.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "secure_websocket": "secure_ws.gate.stack",
+    "SecureJsonWebsocketConsumer": "secure_ws.consumers",
+    "message_handler": "secure_ws.messages",
+    "FileEventConsumer": "secure_ws.files",
+    "publish_file_event": "secure_ws.events",
+    "get_settings": "secure_ws.conf",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from secure_ws.conf import get_settings
+    from secure_ws.consumers import SecureJsonWebsocketConsumer
+    from secure_ws.events import publish_file_event
+    from secure_ws.files import FileEventConsumer
+    from secure_ws.gate.stack import secure_websocket
+    from secure_ws.messages import message_handler
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'secure_ws' has no attribute {name!r}") from None
+    return getattr(import_module(module), name)

@@ -1,0 +1,24 @@
+"""AppConfig: registers the system checks and the signal receivers."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from django.apps import AppConfig
+
+
+class SecureWSConfig(AppConfig):
+    """The ``secure_ws`` Django app."""
+
+    name = "secure_ws"
+    verbose_name = "Secure WebSockets"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Importing these modules registers checks and signal receivers.
+        for module in ("secure_ws.checks", "secure_ws.revocation"):
+            try:
+                import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise

@@ -1,0 +1,1 @@
+"""Connection audit: the sink interface, the buffered database writer, models and admin."""

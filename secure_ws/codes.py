@@ -1,0 +1,126 @@
+"""Close codes, refusal reasons and error codes: the one source of truth.
+
+Docs, tests, the JS client and the probe import these rather than repeat literals.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+#: The application subprotocol a client must offer and the server selects.
+APP_SUBPROTOCOL = "secure-ws.v1"
+
+#: Prefix of the subprotocol entry a browser uses to carry its access token.
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes used by secure_ws (see DESIGN.md, "Close codes")."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    IDLE_TIMEOUT = 4408
+    RATE_LIMITED = 4429
+
+
+class Reason(StrEnum):
+    """Machine-readable reason codes for refusals and closes.
+
+    They are what a client sees as a close reason or an ``error`` code, what the audit log
+    stores, and what the logs print. None of them ever carries client input or a secret.
+    """
+
+    # Gate: transport and addressing.
+    TLS_REQUIRED = "tls_required"
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    BAD_HANDSHAKE = "bad_handshake"
+    UNKNOWN_ROUTE = "unknown_route"
+    # Gate: origin.
+    ORIGIN_MISSING = "origin_missing"
+    ORIGIN_REFUSED = "origin_refused"
+    # Gate: throttles and caps.
+    HANDSHAKE_RATE_LIMITED = "handshake_rate_limited"
+    USER_CONNECTION_LIMIT = "user_connection_limit"
+    IP_CONNECTION_LIMIT = "ip_connection_limit"
+    # Gate: credentials.
+    CREDENTIALS_MISSING = "credentials_missing"
+    CREDENTIALS_INVALID = "credentials_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_REVOKED = "token_revoked"
+    USER_INACTIVE = "user_inactive"
+    TICKET_INVALID = "ticket_invalid"
+    QUERY_TOKEN_REFUSED = "query_token_refused"
+    # Consumer.
+    SUBPROTOCOL_REQUIRED = "subprotocol_required"
+    NOT_AUTHENTICATED = "not_authenticated"
+    REVOKED = "revoked"
+    IDLE_TIMEOUT = "idle_timeout"
+    TOO_MANY_VIOLATIONS = "too_many_violations"
+    RATE_LIMITED = "rate_limited"
+    BINARY_NOT_ALLOWED = "binary_not_allowed"
+    TOO_LARGE = "too_large"
+    SERVER_ERROR = "server_error"
+    SERVER_SHUTDOWN = "server_shutdown"
+    # Shared state.
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+
+
+class ErrorCode(StrEnum):
+    """Codes carried by ``error`` frames (DESIGN.md, "Wire protocol")."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    TOO_LARGE = "too_large"
+    SERVER_ERROR = "server_error"
+
+
+class AuthMethod(StrEnum):
+    """How a connection proved who it is."""
+
+    SUBPROTOCOL = "subprotocol"
+    HEADER = "header"
+    TICKET = "ticket"
+    SESSION = "session"
+    QUERY = "query"
+    NONE = "none"
+
+
+class Outcome(StrEnum):
+    """What happened to a connection attempt."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+
+
+#: The close code each gate refusal maps to in accept-then-close mode.
+REFUSAL_CLOSE_CODES: dict[Reason, CloseCode] = {
+    Reason.TLS_REQUIRED: CloseCode.POLICY_VIOLATION,
+    Reason.HOST_NOT_ALLOWED: CloseCode.FORBIDDEN,
+    Reason.BAD_HANDSHAKE: CloseCode.POLICY_VIOLATION,
+    Reason.UNKNOWN_ROUTE: CloseCode.POLICY_VIOLATION,
+    Reason.ORIGIN_MISSING: CloseCode.FORBIDDEN,
+    Reason.ORIGIN_REFUSED: CloseCode.FORBIDDEN,
+    Reason.HANDSHAKE_RATE_LIMITED: CloseCode.RATE_LIMITED,
+    Reason.USER_CONNECTION_LIMIT: CloseCode.RATE_LIMITED,
+    Reason.IP_CONNECTION_LIMIT: CloseCode.RATE_LIMITED,
+    Reason.CREDENTIALS_MISSING: CloseCode.UNAUTHORIZED,
+    Reason.CREDENTIALS_INVALID: CloseCode.UNAUTHORIZED,
+    Reason.TOKEN_EXPIRED: CloseCode.UNAUTHORIZED,
+    Reason.TOKEN_REVOKED: CloseCode.FORBIDDEN,
+    Reason.USER_INACTIVE: CloseCode.FORBIDDEN,
+    Reason.TICKET_INVALID: CloseCode.UNAUTHORIZED,
+    Reason.QUERY_TOKEN_REFUSED: CloseCode.UNAUTHORIZED,
+    Reason.SUBPROTOCOL_REQUIRED: CloseCode.POLICY_VIOLATION,
+    Reason.NOT_AUTHENTICATED: CloseCode.UNAUTHORIZED,
+    Reason.BACKEND_UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+}

@@ -1,0 +1,1 @@
+"""The handshake gate: one small ASGI middleware per step, composed by :func:`secure_websocket`."""

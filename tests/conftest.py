@@ -1,0 +1,176 @@
+"""Shared fixtures: real services, demo users, tokens, and real daphne processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_PASSWORD = "demo-password-123"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail the run (never skip) when PostgreSQL or Redis is not there."""
+    missing = [
+        name
+        for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
+        if not _reachable("127.0.0.1", port)
+    ]
+    if missing:
+        pytest.exit(f"required services are not reachable: {', '.join(missing)}", returncode=3)
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """A synchronous client on the test Redis."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def demo_users(transactional_db: None) -> dict[str, Any]:
+    """The demo users from ``demo_seed``, committed so that daphne processes see them."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("demo_seed", password=DEMO_PASSWORD, stdout=open(os.devnull, "w"))  # noqa: SIM115
+    user_model = get_user_model()
+    return {u.username: u for u in user_model.objects.all()}
+
+
+def access_token_for(user: Any, **claims: Any) -> str:
+    """A signed simplejwt access token for ``user`` with extra ``claims``."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken.for_user(user)
+    for key, value in claims.items():
+        token[key] = value
+    return str(token)
+
+
+@pytest.fixture
+def token_for() -> Callable[..., str]:
+    return access_token_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DaphneServer:
+    """A real daphne process serving an ASGI application on a loopback port."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited early:\n{log_path.read_text(errors='replace')}")
+        if _reachable("127.0.0.1", port):
+            return
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"daphne did not listen in time:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def daphne_server(
+    transactional_db: None, tmp_path: Path
+) -> Iterator[Callable[..., DaphneServer]]:
+    """Start real daphne processes on free loopback ports; stop them after the test.
+
+    Call it as ``daphne_server(application="project.asgi:application", env={...},
+    daphne_args=[...])``. The processes use the test database (whose rows the test must
+    commit: this fixture implies ``transactional_db``) and the run's Redis key prefix.
+    """
+    from django.db import connection
+
+    servers: list[DaphneServer] = []
+    db = connection.settings_dict
+
+    def start(
+        application: str = "project.asgi:application",
+        env: dict[str, str] | None = None,
+        daphne_args: list[str] | None = None,
+        settings_module: str = "tests.settings",
+    ) -> DaphneServer:
+        port = free_port()
+        log_path = tmp_path / f"daphne-{port}.log"
+        port_origin = f"http://127.0.0.1:{port},http://localhost:{port}"
+        server_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": settings_module,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "SECURE_WS_ALLOWED_ORIGINS": port_origin,
+            "SECURE_WS_REQUIRE_TLS": "0",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        command = [
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+            *(daphne_args or []), application,
+        ]
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(  # noqa: S603
+                command, cwd=ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        server = DaphneServer(port=port, process=process, log_path=log_path, env=server_env)
+        servers.append(server)
+        _wait_for_port(port, process, log_path)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

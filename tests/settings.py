@@ -1,0 +1,28 @@
+"""Settings for the test suite: the demo project against the real PostgreSQL and Redis.
+
+Every test run gets its own Redis key prefix so that runs sharing one Redis server (two
+developers, two CI jobs) never see each other's keys.
+"""
+
+import os
+import uuid
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "s" * 40)
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure_ws")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("SECURE_WS_KEY_PREFIX", f"swtest-{uuid.uuid4().hex[:12]}")
+os.environ.setdefault("DEBUG", "0")
+
+from project.settings import *  # noqa: E402, F403
+from project.settings import DATABASES, SECURE_WS  # noqa: E402
+
+# Parallel test runs on one PostgreSQL server must not share a test database.
+DATABASES["default"]["TEST"] = {"NAME": f"test_secure_ws_{os.getpid()}"}
+
+# Fast hashing for fixtures; daphne processes started by tests use these settings too.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SECURE_WS = {**SECURE_WS, "REQUIRE_TLS": False}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
