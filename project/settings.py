@@ -108,7 +108,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{KEY_PREFIX}:layer"},
+            "CONFIG": {
+                # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis'
+                # BZPOPMIN timeout: idle consumers then die with TimeoutError at random
+                # (channels_redis#422, redis-py#4091). Keep the read timeout above it.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": f"{KEY_PREFIX}:layer",
+            },
         }
     }
 else:
@@ -172,6 +178,10 @@ if _origins:
     SECURE_WS["ALLOWED_ORIGINS"] = _origins
 if _require_tls:
     SECURE_WS["REQUIRE_TLS"] = env_bool("SECURE_WS_REQUIRE_TLS", True)
+# CIDRs of the TLS proxies whose X-Forwarded-For/-Proto the gate believes (comma-separated).
+_trusted_proxies = env_list("SECURE_WS_TRUSTED_PROXIES", [])
+if _trusted_proxies:
+    SECURE_WS["TRUSTED_PROXIES"] = _trusted_proxies
 
 # Django's own security headers (the CSP comes from secure_ws.headers, issue 5).
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -19,7 +19,15 @@ _LAZY = {
     "get_settings": "secure_ws.conf",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "FileEventConsumer",
+    "SecureJsonWebsocketConsumer",
+    "__version__",
+    "get_settings",
+    "message_handler",
+    "publish_file_event",
+    "secure_websocket",
+]
 
 if TYPE_CHECKING:
     from secure_ws.conf import get_settings

@@ -68,6 +68,7 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     SERVER_ERROR = "server_error"
     SERVER_SHUTDOWN = "server_shutdown"
+    FORBIDDEN = "forbidden"  # auth.refresh with another user's token
     # Shared state.
     BACKEND_UNAVAILABLE = "backend_unavailable"
 
@@ -123,4 +124,18 @@ REFUSAL_CLOSE_CODES: dict[Reason, CloseCode] = {
     Reason.SUBPROTOCOL_REQUIRED: CloseCode.POLICY_VIOLATION,
     Reason.NOT_AUTHENTICATED: CloseCode.UNAUTHORIZED,
     Reason.BACKEND_UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+    Reason.SERVER_ERROR: CloseCode.INTERNAL_ERROR,
 }
+
+
+def private_close_code(code: int) -> int:
+    """Return the 4xxx stand-in for a standard code a server cannot send (1008 -> 4008).
+
+    daphne closes through autobahn, which only sends 1000 and 3000-4999: asking it for
+    1003, 1008, 1009, 1011 or 1013 raises. The consumer then closes with ``4000 + code %
+    1000`` instead (the ``error`` frame sent before every close carries the reason either
+    way); clients treat 4003/4008/4009/4011/4013 like their 1xxx counterparts.
+    """
+    if 1000 < code < 3000:
+        return 4000 + code % 1000
+    return code

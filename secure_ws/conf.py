@@ -89,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 90,
     # Metrics.
     "METRICS_ENABLED": False,
+    "METRICS_TOKEN": None,  # bearer token a scraper presents; None: staff users only
 }
 
 #: Keys whose value is a dotted import path, resolved lazily.
@@ -143,6 +144,7 @@ class SecureWSSettings:
     AUDIT_AGGREGATE_THRESHOLD: int
     RETENTION_DAYS: int
     METRICS_ENABLED: bool
+    METRICS_TOKEN: str | None
 
     @property
     def tls_required(self) -> bool:
@@ -215,7 +217,9 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "CONNECTION_SLOT_TTL": (_positive_int, "a positive int (seconds)"),
     "REFUSAL_MODE": (lambda v: v in _REFUSAL_MODES, "'reject' or 'close'"),
     "REDIS_URL": (
-        _optional(lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://"))),
+        _optional(
+            lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://"))
+        ),
         "None or a redis://, rediss:// or unix:// URL",
     ),
     "KEY_PREFIX": (lambda v: isinstance(v, str) and bool(v), "a non-empty str"),
@@ -231,7 +235,10 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "IDLE_TIMEOUT": (_optional(_positive_number), "None or a positive number of seconds"),
     "TOKEN_EXPIRY_WARNING": (_non_negative_int, "a non-negative int (seconds)"),
     "REVOKE_ON_LOGOUT": (_is_bool, "a bool"),
-    "FOLDER_POLICY": (_optional(lambda v: isinstance(v, str) and "." in v), "None or a dotted path"),
+    "FOLDER_POLICY": (
+        _optional(lambda v: isinstance(v, str) and "." in v),
+        "None or a dotted path",
+    ),
     "MAX_FILE_SIZE": (_positive_int, "a positive int (bytes)"),
     "ALLOWED_CONTENT_TYPES": (_is_str_list, "a list of MIME types"),
     "AUDIT_ENABLED": (_is_bool, "a bool"),
@@ -241,6 +248,10 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "AUDIT_AGGREGATE_THRESHOLD": (_positive_int, "a positive int"),
     "RETENTION_DAYS": (_positive_int, "a positive int (days)"),
     "METRICS_ENABLED": (_is_bool, "a bool"),
+    "METRICS_TOKEN": (
+        _optional(lambda v: isinstance(v, str) and len(v) >= 16),
+        "a string of at least 16 characters or None",
+    ),
 }
 
 

@@ -21,6 +21,11 @@ def user_group(user_id: int | str) -> str:
     return f"secure_ws.user.{user_id}"
 
 
+def session_group(session_id: str) -> str:
+    """Return the group of every connection opened with tokens of one login session (``sid``)."""
+    return f"secure_ws.session.{session_id}"
+
+
 async def kick_user(user_id: int | str, reason: str = "revoked") -> None:
     """Close every live connection of ``user_id`` on every process (4403)."""
     layer: Any = get_channel_layer()

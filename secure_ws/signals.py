@@ -1,4 +1,6 @@
-"""Signals for side effects the project owns. A signal never decides whether a connection is allowed.
+"""Signals for side effects the project owns.
+
+A signal never decides whether a connection is allowed.
 
 Every signal is sent with ``sender=None`` and an ``info`` keyword holding the
 :class:`~secure_ws.connection.ConnectionInfo`.

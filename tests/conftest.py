@@ -53,7 +53,8 @@ def demo_users(transactional_db: None) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    call_command("demo_seed", password=DEMO_PASSWORD, stdout=open(os.devnull, "w"))  # noqa: SIM115
+    with open(os.devnull, "w") as devnull:
+        call_command("demo_seed", password=DEMO_PASSWORD, stdout=devnull)
     user_model = get_user_model()
     return {u.username: u for u in user_model.objects.all()}
 
@@ -126,9 +127,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) 
 
 
 @pytest.fixture
-def daphne_server(
-    transactional_db: None, tmp_path: Path
-) -> Iterator[Callable[..., DaphneServer]]:
+def daphne_server(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., DaphneServer]]:
     """Start real daphne processes on free loopback ports; stop them after the test.
 
     Call it as ``daphne_server(application="project.asgi:application", env={...},
@@ -159,11 +158,18 @@ def daphne_server(
             **(env or {}),
         }
         command = [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-            *(daphne_args or []), application,
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            *(daphne_args or []),
+            application,
         ]
         with log_path.open("wb") as log_file:
-            process = subprocess.Popen(  # noqa: S603
+            process = subprocess.Popen(
                 command, cwd=ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
             )
         server = DaphneServer(port=port, process=process, log_path=log_path, env=server_env)

@@ -12,9 +12,13 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECURE_WS_KEY_PREFIX", f"swtest-{uuid.uuid4().hex[:12]}")
 os.environ.setdefault("DEBUG", "0")
+# Every test connects from 127.0.0.1 and the daphne processes share this run's Redis
+# prefix: a production-sized handshake bucket would throttle the suite itself. The gate's
+# throttle tests set their own rates.
+os.environ.setdefault("SECURE_WS_HANDSHAKE_RATE", "100000")
 
-from project.settings import *  # noqa: E402, F403
-from project.settings import DATABASES, SECURE_WS  # noqa: E402
+from project.settings import *  # noqa: F403
+from project.settings import DATABASES, SECURE_WS
 
 # Parallel test runs on one PostgreSQL server must not share a test database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_secure_ws_{os.getpid()}"}
@@ -26,3 +30,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Tests never run collectstatic: let WhiteNoise find files through the finders instead of
+# warning (an error under pytest) that STATIC_ROOT does not exist.
+WHITENOISE_AUTOREFRESH = True

@@ -44,8 +44,17 @@ def test_every_problem_is_reported_at_once() -> None:
 
 #: Values tried in turn; each key takes the first one it accepts that is not its default.
 CANDIDATE_VALUES: list[object] = [
-    True, False, 7, 3, 2.5, "close", "project.filebox.policy.Other",
-    "redis://127.0.0.1:6379/1", ["10.0.0.0/8"], ["https://a.example"], "other_prefix",
+    True,
+    False,
+    7,
+    3,
+    2.5,
+    "close",
+    "project.filebox.policy.Other",
+    "redis://127.0.0.1:6379/1",
+    ["10.0.0.0/8"],
+    ["https://a.example"],
+    "other_prefix",
 ]
 
 

@@ -24,6 +24,7 @@ logger = logging.getLogger("secure_ws.gate")
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
+
 def record_refusal(scope: Scope, refusal: Refused) -> None:
     """Log, audit and signal a refusal without answering the client."""
     info = get_connection_info(scope)
@@ -42,12 +43,25 @@ def record_refusal(scope: Scope, refusal: Refused) -> None:
         logger.exception("audit sink failed for connection_id=%s", info.connection_id)
     signals.connection_refused.send(sender=None, info=info, reason=refusal.reason)
 
-async def refuse(scope: Scope, receive: Any, send: Any, refusal: Refused) -> None:
-    """Refuse the connection in ``scope`` for ``refusal.reason`` and answer the client."""
+
+async def refuse(
+    scope: Scope, receive: Any, send: Any, refusal: Refused, *, connect_received: bool = False
+) -> None:
+    """Refuse the connection in ``scope`` for ``refusal.reason`` and answer the client.
+
+    Args:
+        scope: the connection scope; its ConnectionInfo is logged and audited.
+        receive: the ASGI receive callable.
+        send: the ASGI send callable.
+        refusal: why; only ``refusal.reason`` reaches the client.
+        connect_received: the application already took the ``websocket.connect``
+            message off the queue, so do not wait for it.
+    """
     record_refusal(scope, refusal)
-    message = await receive()
-    if message.get("type") != "websocket.connect":
-        return
+    if not connect_received:
+        message = await receive()
+        if message.get("type") != "websocket.connect":
+            return
     if get_settings().REFUSAL_MODE == "close":
         accept: Message = {"type": "websocket.accept"}
         if APP_SUBPROTOCOL in scope.get("subprotocols", ()):
@@ -56,7 +70,11 @@ async def refuse(scope: Scope, receive: Any, send: Any, refusal: Refused) -> Non
         frame = {"type": "error", "payload": {"code": refusal.reason.value}}
         await send({"type": "websocket.send", "text": json.dumps(frame)})
         await send(
-            {"type": "websocket.close", "code": int(refusal.close_code), "reason": refusal.reason.value}
+            {
+                "type": "websocket.close",
+                "code": int(refusal.close_code),
+                "reason": refusal.reason.value,
+            }
         )
     else:
         await send({"type": "websocket.close"})

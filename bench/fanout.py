@@ -1,0 +1,107 @@
+"""Fan-out of file events through Redis: ``python -m bench.fanout``.
+
+Subscribers are spread over two server processes of the same stack; a third process
+publishes events back to back through the channel layer (the bench's Redis). Delivery
+latency is each subscriber's arrival time minus the publish time (one clock: loopback);
+throughput is deliveries divided by the time from the first publish to the last arrival.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.context import BenchContext
+from bench.measure import HoldSession, summarise_latencies
+from bench.services import FOLDER, ROOT, servers
+
+STACKS: list[tuple[str, str, str, dict[str, str]]] = [
+    ("floor", "floor", "daphne", {}),
+    ("diy", "diy", "daphne", {}),
+    ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
+    ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
+]
+
+
+def _publish(stack: str, count: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.publisher", stack, FOLDER, str(count)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    sent: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return sent
+
+
+def _measure(stack: str, ports: list[int], ctx: BenchContext, level: int, events: int) -> dict[str, Any]:
+    job = {
+        **ctx.target_job(stack, ports[0], "/ws/files/"),
+        "ports": ports,
+        "levels": [level],
+        "subscribe": FOLDER,
+    }
+    session = HoldSession(job)
+    try:
+        opened = session.wait_ready()
+        time.sleep(0.5)
+        sent = _publish(stack, events)
+        expected = opened * events
+        time.sleep(min(30.0, 2.0 + expected / 5000))
+        result = session.finish()
+    finally:
+        session.kill()
+    latencies = []
+    last = 0.0
+    for file_id, times in result["arrivals"].items():
+        t0 = sent.get(file_id)
+        if t0 is None:
+            continue
+        latencies.extend(t - t0 for t in times)
+        last = max(last, *times)
+    delivered = len(latencies)
+    span = last - min(sent.values()) if delivered else float("nan")
+    return {
+        "subscribers": opened,
+        "events": events,
+        "delivered": delivered,
+        "expected": expected,
+        "rate": delivered / span if delivered else 0.0,
+        "failures": result["failures"],
+        **summarise_latencies(latencies),
+    }
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    """Measure every stack at every subscriber count over two server processes."""
+    levels = [100, 1000] if ctx.quick else [100, 1000, 5000]
+    events = 5 if ctx.quick else 20
+    rows = []
+    for label, stack, server, env in STACKS:
+        for level in levels:
+            with servers((stack, server), (stack, server), env=env) as pair:
+                row = {"stack": label, "level": level}
+                row.update(_measure(stack, [s.port for s in pair], ctx, level, events))
+                rows.append(row)
+                print(
+                    f"  fanout    {label:15s} subs={level:<5d} {row['rate']:9.1f} deliveries/s "
+                    f"p50 {row['p50_ms']:7.2f} ms p99 {row['p99_ms']:7.2f} ms "
+                    f"delivered {row['delivered']}/{row['expected']} failures {row['failures']}",
+                    flush=True,
+                )
+    return {"levels": levels, "rows": rows}
+
+
+def main() -> None:
+    from bench.runner import run_scenarios
+
+    run_scenarios(["fanout"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Handshakes per second and p50/p99 handshake latency: ``python -m bench.handshake``.
+
+Each worker opens a connection (TCP connect, upgrade, the whole gate, the consumer's
+accept) and closes it again, in a loop, for a fixed time; the load level is the number of
+concurrent workers. Stacks: the plain consumer (floor), the do-it-yourself JWT stack,
+secure_ws with auditing on and off on daphne, and secure_ws on uvicorn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.context import BenchContext
+from bench.measure import run_loadgen, summarise_latencies
+from bench.services import servers
+
+#: (label, stack, server, extra environment)
+STACKS: list[tuple[str, str, str, dict[str, str]]] = [
+    ("floor", "floor", "daphne", {}),
+    ("diy", "diy", "daphne", {}),
+    ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
+    ("secure-noaudit", "secure", "daphne", {"BENCH_AUDIT": "0"}),
+    ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
+]
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    """Measure every stack at every concurrency level; one server process per stack."""
+    levels = [1, 8] if ctx.quick else [1, 8, 32]
+    duration = 2.0 if ctx.quick else 6.0
+    rows = []
+    for label, stack, server, env in STACKS:
+        with servers((stack, server), env=env) as (srv,):
+            job = ctx.target_job(stack, srv.port)
+            run_loadgen({**job, "kind": "handshake", "concurrency": 4, "duration": 1.0})
+            for level in levels:
+                result = run_loadgen(
+                    {**job, "kind": "handshake", "concurrency": level, "duration": duration}
+                )
+                row = {
+                    "stack": label,
+                    "level": level,
+                    "rate": result["count"] / result["elapsed"],
+                    "count": result["count"],
+                    "failures": result["failures"],
+                    **summarise_latencies(result["latencies"]),
+                }
+                rows.append(row)
+                print(
+                    f"  handshake {label:15s} c={level:<3d} {row['rate']:8.1f}/s "
+                    f"p50 {row['p50_ms']:7.2f} ms p99 {row['p99_ms']:7.2f} ms "
+                    f"failures {result['failures']}",
+                    flush=True,
+                )
+    return {"levels": levels, "rows": rows}
+
+
+def main() -> None:
+    from bench.runner import run_scenarios
+
+    run_scenarios(["handshake"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The shape every gate step shares: check the scope, pass on or refuse.
+
+A step is a small ASGI middleware (channels' ``OriginValidator`` style). Its
+:meth:`GateStep.check` either returns, and the inner application runs, or raises
+:class:`~secure_ws.exceptions.Refused`, and the connection goes to
+:func:`~secure_ws.gate.refusal.refuse`: the inner application never runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from secure_ws.exceptions import Refused
+from secure_ws.gate.refusal import refuse
+
+Scope = dict[str, Any]
+ASGIApp = Any
+
+
+class GateStep:
+    """Base class of a gate step; subclasses implement :meth:`check`."""
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    async def check(self, scope: Scope) -> None:
+        """Inspect ``scope`` (and fill its ConnectionInfo); raise ``Refused`` to refuse."""
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope.get("type") != "websocket":
+            await self.application(scope, receive, send)
+            return
+        try:
+            await self.check(scope)
+        except Refused as refusal:
+            await refuse(scope, receive, send, refusal)
+            return
+        await self.application(scope, receive, send)

@@ -1,0 +1,151 @@
+"""``secure_websocket(inner)``: the whole gate, in the order a connection meets it.
+
+::
+
+    HandshakeGuardMiddleware        unknown paths and unexpected errors: refusal, not a 500
+     └ ClientAddressMiddleware      1. real client IP, TLS, Host, version, root path, headers
+        └ OriginMiddleware          2. Origin allow-list (CSWSH)
+           └ HandshakeThrottleMiddleware   3. per-IP handshake token bucket
+              └ CredentialsMiddleware      4. JWT / ticket / (opt-in) session
+                 └ ConnectionCapMiddleware 5. per-user and per-IP slots, held while open
+                    └ inner (usually URLRouter)
+
+:class:`UnknownRouteMiddleware` is the unknown-path part alone, for stacks built by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.urls import Resolver404
+
+from secure_ws.codes import Reason
+from secure_ws.connection import get_connection_info
+from secure_ws.exceptions import Refused
+from secure_ws.gate.base import ASGIApp, Scope
+from secure_ws.gate.caps import ConnectionCapMiddleware
+from secure_ws.gate.client import ClientAddressMiddleware
+from secure_ws.gate.credentials import CredentialsMiddleware
+from secure_ws.gate.origin import OriginMiddleware
+from secure_ws.gate.refusal import refuse
+from secure_ws.gate.throttle import HandshakeThrottleMiddleware
+
+logger = logging.getLogger("secure_ws.gate")
+
+
+class _Progress:
+    """Watches an application's ASGI traffic: did it take ``connect``, did it accept?"""
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self.connect_received = False
+        self.answered = False
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> Any:
+        message = await self._receive()
+        if message.get("type") == "websocket.connect":
+            self.connect_received = True
+        return message
+
+    async def send(self, message: Any) -> None:
+        if message.get("type") in ("websocket.accept", "websocket.close"):
+            self.answered = True
+        await self._send(message)
+
+
+class UnknownRouteMiddleware:
+    """Refuse a WebSocket path no route matches, with a log line instead of a traceback.
+
+    Channels' ``URLRouter`` raises ``ValueError`` for an unknown path, which daphne turns
+    into a 500 and an error-level traceback (channels#2147): log noise an attacker controls.
+    """
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope.get("type") != "websocket":
+            await self.application(scope, receive, send)
+            return
+        progress = _Progress(receive, send)
+        try:
+            await self.application(scope, progress.receive, progress.send)
+        except (ValueError, Resolver404) as exc:
+            if progress.answered or not str(exc).startswith("No route found"):
+                raise
+            await refuse(
+                scope,
+                receive,
+                send,
+                Refused(Reason.UNKNOWN_ROUTE, "no route for path"),
+                connect_received=progress.connect_received,
+            )
+
+
+class HandshakeGuardMiddleware:
+    """Refuse cleanly whatever goes wrong before ``websocket.accept``: never a 500.
+
+    An unknown path (Channels' ``URLRouter`` raises ``ValueError``, which daphne turns into
+    a 500 and an error-level traceback, channels#2147) becomes an ``unknown_route``
+    refusal with one log line; any other unexpected error before the connection was
+    answered becomes a ``server_error`` refusal (logged with its traceback: that one is a
+    bug, not hostile input). One wrapper, outermost, so messages of an open connection pass
+    through a single extra layer.
+    """
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope.get("type") != "websocket":
+            await self.application(scope, receive, send)
+            return
+        progress = _Progress(receive, send)
+        try:
+            await self.application(scope, progress.receive, progress.send)
+        except Refused as refusal:
+            # A step or an application raised instead of refusing itself: still one refusal.
+            if progress.answered:
+                raise
+            await refuse(scope, receive, send, refusal, connect_received=progress.connect_received)
+        except (ValueError, Resolver404) as exc:
+            if progress.answered or not str(exc).startswith("No route found"):
+                raise
+            await refuse(
+                scope,
+                receive,
+                send,
+                Refused(Reason.UNKNOWN_ROUTE, "no route for path"),
+                connect_received=progress.connect_received,
+            )
+        except Exception:
+            if progress.answered:
+                raise
+            logger.exception(
+                "unexpected error before accept, connection_id=%s",
+                get_connection_info(scope).connection_id,
+            )
+            await refuse(
+                scope,
+                receive,
+                send,
+                Refused(Reason.SERVER_ERROR, "unexpected error before accept"),
+                connect_received=progress.connect_received,
+            )
+
+
+def secure_websocket(inner: ASGIApp) -> ASGIApp:
+    """Wrap a WebSocket application (usually a ``URLRouter``) in the whole gate.
+
+    Every step reads ``SECURE_WS`` at connection time, so ``override_settings`` reaches
+    them. Use the step classes directly to build a different stack.
+    """
+    return HandshakeGuardMiddleware(
+        ClientAddressMiddleware(
+            OriginMiddleware(
+                HandshakeThrottleMiddleware(CredentialsMiddleware(ConnectionCapMiddleware(inner)))
+            )
+        )
+    )

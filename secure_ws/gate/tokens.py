@@ -1,0 +1,227 @@
+"""Access-token validation with simplejwt's own rules, and the user from the user-state cache.
+
+:func:`validate_access_token` is the one check every token goes through: the gate's
+credentials step at the handshake, and the consumer's ``auth.refresh`` inside a connection.
+It decodes the token once with simplejwt (signature, algorithm list, audience, issuer,
+leeway, ``exp``/``nbf``, ``token_type``, ``jti``), then requires an existing, active user
+(``CHECK_USER_IS_ACTIVE``), an unchanged password fingerprint (``CHECK_REVOKE_TOKEN``) and,
+for a token carrying a login-session id (``sid``), a session that was not revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import import_module
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import DatabaseError
+
+from secure_ws.codes import Reason
+from secure_ws.conf import get_settings, register_cache_clearer
+from secure_ws.exceptions import BackendUnavailable, Refused
+from secure_ws.gate.userstate import get_user_state
+
+#: Claim that carries the login-session id from the refresh token into its access tokens.
+SESSION_ID_CLAIM = "sid"
+
+
+@dataclass(frozen=True)
+class ValidatedToken:
+    """An access token that passed every check, and the user it belongs to."""
+
+    user: Any
+    exp: float
+    jti: str | None
+    session_id: str | None
+
+
+@lru_cache(maxsize=1)
+def current_token_backend() -> Any:
+    """Return a TokenBackend built from the *current* ``SIMPLE_JWT`` settings.
+
+    simplejwt builds its backend once at import (simplejwt#58), so ``override_settings``
+    never reaches it; this one is rebuilt whenever ``SIMPLE_JWT`` changes.
+    """
+    from rest_framework_simplejwt.backends import TokenBackend
+    from rest_framework_simplejwt.settings import api_settings
+
+    return TokenBackend(
+        api_settings.ALGORITHM,
+        api_settings.SIGNING_KEY,
+        api_settings.VERIFYING_KEY,
+        api_settings.AUDIENCE,
+        api_settings.ISSUER,
+        api_settings.JWK_URL,
+        api_settings.LEEWAY,
+        api_settings.JSON_ENCODER,
+    )
+
+
+register_cache_clearer(current_token_backend.cache_clear)
+
+
+@lru_cache(maxsize=1)
+def _access_token_class() -> Any:
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    class CurrentAccessToken(AccessToken):
+        """simplejwt's AccessToken, verified with the current settings' backend."""
+
+        @property
+        def token_backend(self) -> Any:
+            return current_token_backend()
+
+        def get_token_backend(self) -> Any:
+            return current_token_backend()
+
+    return CurrentAccessToken
+
+
+@lru_cache(maxsize=1)
+def _sliding_token_class() -> Any:
+    from rest_framework_simplejwt.tokens import SlidingToken
+
+    class CurrentSlidingToken(SlidingToken):
+        """simplejwt's SlidingToken (blacklist check included), with the current backend."""
+
+        @property
+        def token_backend(self) -> Any:
+            return current_token_backend()
+
+        def get_token_backend(self) -> Any:
+            return current_token_backend()
+
+    return CurrentSlidingToken
+
+
+def sliding_tokens_enabled() -> bool:
+    """Return whether ``SIMPLE_JWT["AUTH_TOKEN_CLASSES"]`` accepts sliding tokens."""
+    from rest_framework_simplejwt.settings import api_settings
+    from rest_framework_simplejwt.tokens import SlidingToken
+
+    return any(
+        isinstance(cls, type) and issubclass(cls, SlidingToken)
+        for cls in api_settings.AUTH_TOKEN_CLASSES
+    )
+
+
+def _decode_sliding(raw_token: str) -> Any:
+    """Decode a sliding token; runs in a worker thread: the blacklist check reads the DB."""
+    from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+
+    try:
+        return _sliding_token_class()(raw_token)
+    except ExpiredTokenError as exc:
+        raise Refused(Reason.TOKEN_EXPIRED, "sliding token expired") from exc
+    except TokenError as exc:
+        raise Refused(Reason.CREDENTIALS_INVALID, "sliding token rejected by simplejwt") from exc
+    except DatabaseError as exc:
+        raise BackendUnavailable("token blacklist unavailable") from exc
+    except Exception as exc:  # hostile input must never become a traceback
+        raise Refused(
+            Reason.CREDENTIALS_INVALID, f"malformed sliding token ({type(exc).__name__})"
+        ) from exc
+
+
+_decode_sliding_async = database_sync_to_async(_decode_sliding)
+
+
+async def _decode_any(raw_token: str) -> Any:
+    """Decode an access token; a sliding token only where ``AUTH_TOKEN_CLASSES`` allows it."""
+    try:
+        return _decode(raw_token)
+    except Refused as refusal:
+        if refusal.reason is not Reason.CREDENTIALS_INVALID or not sliding_tokens_enabled():
+            raise
+    return await _decode_sliding_async(raw_token)
+
+
+def _decode(raw_token: str) -> Any:
+    from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+
+    try:
+        return _access_token_class()(raw_token)
+    except ExpiredTokenError as exc:
+        raise Refused(Reason.TOKEN_EXPIRED, "access token expired") from exc
+    except TokenError as exc:
+        raise Refused(Reason.CREDENTIALS_INVALID, "access token rejected by simplejwt") from exc
+    except Exception as exc:  # hostile input must never become a traceback
+        raise Refused(
+            Reason.CREDENTIALS_INVALID, f"malformed access token ({type(exc).__name__})"
+        ) from exc
+
+
+async def _check_session(session_id: str) -> None:
+    # Owned by the revocation module; looked up at call time so either side can land first.
+    is_session_revoked: Any = getattr(
+        import_module("secure_ws.revocation"), "is_session_revoked", None
+    )
+    if is_session_revoked is None:
+        raise BackendUnavailable("session revocation check is not installed")
+    if await is_session_revoked(session_id):
+        raise Refused(Reason.TOKEN_REVOKED, "login session revoked")
+
+
+def _password_claim(password: str) -> str:
+    # simplejwt's get_md5_hash_password: a fingerprint, not a password hash.
+    return hashlib.md5(password.encode(), usedforsecurity=False).hexdigest().upper()
+
+
+async def active_user(user_id: str) -> Any:
+    """Return the cached user ``user_id`` if it exists and may log in.
+
+    Raises:
+        Refused: ``credentials_invalid`` (no such user) or ``user_inactive``.
+        BackendUnavailable: the user state cannot be read.
+    """
+    from rest_framework_simplejwt.settings import api_settings
+
+    user = await get_user_state(user_id, api_settings.USER_ID_FIELD)
+    if user is None:
+        raise Refused(Reason.CREDENTIALS_INVALID, "unknown user")
+    if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+        raise Refused(Reason.USER_INACTIVE, "user is inactive")
+    return user
+
+
+async def validate_access_token(raw_token: str) -> ValidatedToken:
+    """Validate ``raw_token`` as simplejwt would, with the user from the user-state cache.
+
+    Raises:
+        Refused: ``token_expired``, ``credentials_invalid``, ``token_revoked``,
+            ``user_inactive``; ``BackendUnavailable`` when Redis or the database cannot
+            tell (fail closed). The detail never contains the token.
+    """
+    from rest_framework_simplejwt.settings import api_settings
+
+    if not isinstance(raw_token, str) or not raw_token:
+        raise Refused(Reason.CREDENTIALS_INVALID, "empty access token")
+    if len(raw_token.encode("utf-8", "replace")) > get_settings().MAX_CREDENTIAL_BYTES:
+        raise Refused(Reason.CREDENTIALS_INVALID, "oversized access token")
+    token = await _decode_any(raw_token)
+    user_id = token.get(api_settings.USER_ID_CLAIM)
+    if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
+        raise Refused(Reason.CREDENTIALS_INVALID, "token has no usable user id")
+    exp = token.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise Refused(Reason.CREDENTIALS_INVALID, "token has no usable exp")
+    jti = token.get(api_settings.JTI_CLAIM) if api_settings.JTI_CLAIM else None
+    session_id = token.get(SESSION_ID_CLAIM)
+    if session_id is not None and (not isinstance(session_id, str) or len(session_id) > 128):
+        raise Refused(Reason.CREDENTIALS_INVALID, "malformed sid claim")
+    user = await active_user(str(user_id))
+    if api_settings.CHECK_REVOKE_TOKEN:
+        claim = token.get(api_settings.REVOKE_TOKEN_CLAIM)
+        if claim != _password_claim(user.password):
+            raise Refused(Reason.TOKEN_REVOKED, "password changed since the token was issued")
+    if session_id is not None:
+        await _check_session(session_id)
+    return ValidatedToken(
+        user=user,
+        exp=float(exp),
+        jti=str(jti) if jti is not None else None,
+        session_id=session_id,
+    )

@@ -1,0 +1,123 @@
+"""Shared state: the one Redis client of a process, and key naming.
+
+Every part of secure_ws that shares state across processes (handshake buckets, connection
+caps, tickets, the user-state cache) goes through :func:`get_redis`; nobody opens their own
+pool. When ``REDIS_URL`` is unset it returns ``None`` and callers fall back to in-process
+state, which only holds for a single process.
+
+``redis.asyncio`` clients are bound to the event loop that created them, so the client is
+kept per running loop: daphne and uvicorn run one loop per process and get one client,
+while test runners that create a loop per test get a fresh client each time (close it with
+:func:`close_redis` before the loop ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import weakref
+from functools import lru_cache
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.exceptions
+
+from secure_ws.conf import get_settings, register_cache_clearer
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+_clients_lock = threading.Lock()
+
+#: Seconds a Redis command (or a connect) may take before it counts as unavailable.
+SOCKET_TIMEOUT = 2.0
+
+
+def command_deadline() -> asyncio.Timeout:
+    """Bound one Redis call: ``async with command_deadline(): await client.get(...)``.
+
+    The async client is built without redis-py's ``socket_timeout``, which wraps every
+    write in ``asyncio.wait_for`` (a new task per command on Python 3.11: about an eighth
+    of the gate's handshake cost). Callers bound their own calls with this cheap context
+    manager instead; the ``TimeoutError`` it raises is an ``OSError``, which the gate
+    already turns into ``BackendUnavailable`` (fail closed).
+    """
+    return asyncio.timeout(SOCKET_TIMEOUT)
+
+
+def get_redis() -> redis.asyncio.Redis | None:
+    """Return the Redis client of the running event loop, or ``None`` without ``REDIS_URL``.
+
+    Raises:
+        RuntimeError: when called outside a running event loop.
+    """
+    url = get_settings().REDIS_URL
+    if url is None:
+        return None
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(loop)
+            if client is None:
+                client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=SOCKET_TIMEOUT)
+                _clients[loop] = client
+    return client
+
+
+async def close_redis() -> None:
+    """Close the running loop's client, if any (tests call it before their loop ends)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    client = _clients.pop(loop, None)
+    if client is not None:
+        await client.aclose()
+
+
+@lru_cache(maxsize=1)
+def _sync_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+    )
+
+
+def get_sync_redis() -> redis.Redis | None:
+    """Return the process's synchronous client (for signal receivers), or ``None``."""
+    url = get_settings().REDIS_URL
+    if url is None:
+        return None
+    return _sync_client(url)
+
+
+def _drop_sync_client() -> None:
+    _sync_client.cache_clear()
+
+
+register_cache_clearer(_drop_sync_client)
+
+
+def key(*parts: object) -> str:
+    """Return a Redis key under the settings' ``KEY_PREFIX``: ``key("caps", 7)``."""
+    return ":".join((get_settings().KEY_PREFIX, *(str(part) for part in parts)))
+
+
+class LuaScript:
+    """A Lua script run by SHA (one round trip), loaded on the first ``NOSCRIPT``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(
+        self, client: redis.asyncio.Redis, keys: list[str], args: list[object]
+    ) -> Any:
+        """Run the script within :func:`command_deadline`; errors propagate to the caller."""
+        async with command_deadline():
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+            except redis.exceptions.NoScriptError:
+                return await client.eval(self.source, len(keys), *keys, *args)  # type: ignore[arg-type]

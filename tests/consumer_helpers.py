@@ -1,0 +1,108 @@
+"""Build consumer scopes the way the secure_ws gate does, and read frames back.
+
+``WebsocketCommunicator`` skips the gate, so these helpers put into the scope exactly what
+the gate would: the Django user, the :class:`~secure_ws.connection.ConnectionInfo`, and the
+subprotocol list with any ``bearer.`` entry already removed (unless a test wants it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+
+from secure_ws.codes import APP_SUBPROTOCOL, AuthMethod
+from secure_ws.connection import SCOPE_KEY, ConnectionInfo
+
+DEFAULT_PATH = "/ws/test/"
+
+
+def gate_info(
+    user: Any,
+    *,
+    path: str = DEFAULT_PATH,
+    token_exp: float | None = None,
+    session_id: str | None = None,
+    lifetime: float = 300.0,
+) -> ConnectionInfo:
+    """The ConnectionInfo the gate leaves for an authenticated ``user``."""
+    authenticated = user is not None and user.is_authenticated
+    return ConnectionInfo(
+        client_ip="127.0.0.1",
+        scheme="ws",
+        path=path,
+        host="testserver",
+        origin="http://testserver",
+        user_agent="pytest",
+        auth_method=AuthMethod.SUBPROTOCOL if authenticated else AuthMethod.NONE,
+        user_id=user.pk if authenticated else None,
+        username=user.get_username() if authenticated else "",
+        token_exp=(time.time() + lifetime) if token_exp is None else token_exp,
+        token_jti="jti-test",
+        session_id=session_id,
+    )
+
+
+def communicator(
+    consumer: Any,
+    user: Any,
+    *,
+    path: str = DEFAULT_PATH,
+    subprotocols: list[str] | None = None,
+    info: ConnectionInfo | None = None,
+    with_gate: bool = True,
+    **info_kwargs: Any,
+) -> WebsocketCommunicator:
+    """A communicator whose scope looks like the gate's output for ``user``."""
+    app = consumer.as_asgi() if isinstance(consumer, type) else consumer
+    comm = WebsocketCommunicator(
+        app, path, subprotocols=[APP_SUBPROTOCOL] if subprotocols is None else subprotocols
+    )
+    comm.scope["user"] = user
+    if with_gate:
+        comm.scope[SCOPE_KEY] = info or gate_info(user, path=path, **info_kwargs)
+    comm.scope["client"] = ("127.0.0.1", 50000)
+    return comm
+
+
+async def receive_frame(comm: WebsocketCommunicator, wait: float = 3) -> dict[str, Any]:
+    """The next frame the server sent, decoded; fails on a close."""
+    output = await comm.receive_output(wait)
+    assert output["type"] == "websocket.send", output
+    frame: dict[str, Any] = json.loads(output["text"])
+    return frame
+
+
+async def receive_close(comm: WebsocketCommunicator, wait: float = 3) -> dict[str, Any]:
+    """The next output, which must be the close."""
+    output: dict[str, Any] = await comm.receive_output(wait)
+    assert output["type"] == "websocket.close", output
+    return output
+
+
+async def error_then_close(
+    comm: WebsocketCommunicator, wait: float = 3
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An ``error`` frame followed by the close (how every server-side close looks)."""
+    frame = await receive_frame(comm, wait)
+    assert frame["type"] == "error", frame
+    close = await receive_close(comm, wait)
+    return frame, close
+
+
+async def request(
+    comm: WebsocketCommunicator, frame: dict[str, Any], wait: float = 3
+) -> dict[str, Any]:
+    """Send ``frame`` and return the server's next frame."""
+    await comm.send_json_to(frame)
+    return await receive_frame(comm, wait)
+
+
+def unsaved_user(pk: int = 4242, username: str = "tester", **attrs: Any) -> Any:
+    """An authenticated user object that needs no database (for pure protocol tests)."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model()(pk=pk, username=username, is_active=True, **attrs)
+    return user

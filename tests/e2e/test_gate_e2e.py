@@ -1,0 +1,336 @@
+"""The gate from outside: real daphne, real ``websockets`` client, real Redis and PostgreSQL.
+
+WebsocketCommunicator skips the server's own handshake; these tests go through it, so what
+they check is what a browser or an attacker would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from secure_ws.codes import APP_SUBPROTOCOL, Reason
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("demo_users")]
+
+APP = "tests.e2e.gate_asgi:application"
+PATH = "/ws/info/"
+
+#: Origin tricks against an allow-list of http://127.0.0.1:<port> and http://localhost:<port>.
+ORIGIN_TRICKS = [
+    "null",
+    "http://127.0.0.1:{port}.evil.net",
+    "http://evil127.0.0.1:{port}",
+    "http://127.0.0.1.evil.net:{port}",
+    "http://127.0.0.1:{port}@evil.net",
+    "http://evil.net@127.0.0.1:{port}",
+    "https://127.0.0.1:{port}",
+    "http://127.0.0.1:1{port}",
+    "http://127.0.0.1",
+    "http://127.0.0.1:99999",
+    "http://127.0.0.1:{port}/path",
+    "ws://127.0.0.1:{port}",
+    "http://localhost.evil.net:{port}",
+]
+
+
+def bearer(token: str) -> list[Any]:
+    return [APP_SUBPROTOCOL, f"bearer.{token}"]
+
+
+async def open_ws(server: Any, path: str = PATH, **kwargs: Any) -> ClientConnection:
+    kwargs.setdefault("origin", server.origin)
+    kwargs.setdefault("subprotocols", [APP_SUBPROTOCOL])
+    return await connect(server.ws_url + path, proxy=None, open_timeout=10, **kwargs)
+
+
+async def report_of(conn: ClientConnection) -> dict[str, Any]:
+    return dict(json.loads(await asyncio.wait_for(conn.recv(), 10)))
+
+
+async def refused_status(server: Any, path: str = PATH, **kwargs: Any) -> int:
+    try:
+        conn = await open_ws(server, path, **kwargs)
+    except InvalidStatus as exc:
+        return int(exc.response.status_code)
+    await conn.close()
+    raise AssertionError("the handshake was accepted")
+
+
+def raw_handshake(port: int, lines: list[bytes]) -> bytes:
+    """Send a hand-written handshake; return the server's status line."""
+    key = base64.b64encode(os.urandom(16))
+    request = [
+        f"GET {PATH} HTTP/1.1".encode(),
+        f"Host: 127.0.0.1:{port}".encode(),
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Key: " + key,
+        b"Sec-WebSocket-Version: 13",
+        *lines,
+        b"",
+        b"",
+    ]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(request))
+        return sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+def _read(request: urllib.request.Request) -> bytes:
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bytes(response.read())
+
+
+@pytest.fixture
+def server(daphne_server: Callable[..., Any]) -> Any:
+    return daphne_server(application=APP)
+
+
+async def test_subprotocol_token_is_accepted_with_the_app_subprotocol(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["alice"])
+    async with await open_ws(server, subprotocols=bearer(token)) as conn:
+        assert conn.subprotocol == APP_SUBPROTOCOL
+        report = await report_of(conn)
+    assert report["username"] == "alice"
+    assert report["auth_method"] == "subprotocol"
+    assert report["subprotocols"] == [APP_SUBPROTOCOL]
+    assert token not in server.log()
+
+
+async def test_header_token_without_origin_is_accepted(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["bob"])
+    async with await open_ws(
+        server, origin=None, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as conn:
+        report = await report_of(conn)
+    assert (report["username"], report["auth_method"], report["origin"]) == ("bob", "header", None)
+
+
+async def test_subprotocol_token_without_origin_is_refused(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["bob"])
+    assert await refused_status(server, origin=None, subprotocols=bearer(token)) == 403
+    assert f"reason={Reason.ORIGIN_MISSING.value}" in server.log()
+
+
+async def test_ticket_works_once_and_only_once(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    request = urllib.request.Request(
+        server.http_url + "/api/ws-ticket/",
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token_for(demo_users['carol'])}",
+            "Origin": server.origin,
+        },
+    )
+    body = await asyncio.to_thread(_read, request)
+    ticket = json.loads(body)["ticket"]
+    async with await open_ws(server, f"{PATH}?ticket={ticket}") as conn:
+        report = await report_of(conn)
+    assert (report["username"], report["auth_method"]) == ("carol", "ticket")
+    assert await refused_status(server, f"{PATH}?ticket={ticket}") == 403
+    await asyncio.sleep(0.2)
+    assert ticket not in server.log()
+
+
+async def test_ticket_endpoint_refuses_a_foreign_origin(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    request = urllib.request.Request(
+        server.http_url + "/api/ws-ticket/",
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token_for(demo_users['carol'])}",
+            "Origin": "http://evil.example",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=10))
+    caught.value.close()
+    assert caught.value.code == 403
+
+
+async def test_every_origin_trick_is_refused(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["alice"])
+    statuses = []
+    for trick in ORIGIN_TRICKS:
+        origin = trick.format(port=server.port)
+        statuses.append(await refused_status(server, origin=origin, subprotocols=bearer(token)))
+    # autobahn already answers 400 to an Origin whose port it cannot parse; the gate answers
+    # 403 to everything else, and logs each with its reason.
+    assert set(statuses) <= {400, 403}
+    assert statuses.count(403) >= len(ORIGIN_TRICKS) - 3
+    log = server.log()
+    assert log.count(f"reason={Reason.ORIGIN_REFUSED.value}") == statuses.count(403)
+    assert "Traceback" not in log
+    assert token not in log
+
+
+async def test_spoofed_forwarded_for_is_ignored(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["alice"])
+    async with await open_ws(
+        server,
+        subprotocols=bearer(token),
+        additional_headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"},
+    ) as conn:
+        report = await report_of(conn)
+    assert (report["client_ip"], report["scheme"]) == ("127.0.0.1", "ws")
+
+
+async def test_hostile_handshakes_get_403_not_500(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["alice"]).encode()
+    origin = server.origin.encode()
+    protocol = b"Sec-WebSocket-Protocol: " + APP_SUBPROTOCOL.encode() + b", bearer." + token
+    cases = {
+        "duplicate origin": [b"Origin: " + origin, b"Origin: " + origin, protocol],
+        "duplicate authorization": [
+            b"Origin: " + origin,
+            b"Authorization: Bearer " + token,
+            b"Authorization: Bearer " + token,
+        ],
+        "junk port": [b"Origin: http://x:99999", protocol],
+        "non-utf8 header": [b"Origin: " + origin, b"X-Junk: \xff\xfe", protocol],
+        "root path smuggling": [b"Origin: " + origin, b"Daphne-Root-Path: /ws", protocol],
+    }
+    for name, lines in cases.items():
+        status = await asyncio.to_thread(raw_handshake, server.port, lines)
+        # autobahn answers 400 itself to some (an Origin port it cannot parse); the gate
+        # refuses the rest with 403. Never a 500, never an open socket.
+        assert status.split(b" ")[1] in (b"400", b"403"), (name, status)
+    log = server.log()
+    assert log.count(f"reason={Reason.BAD_HANDSHAKE.value}") == 2  # non-UTF-8, root path
+    assert f"reason={Reason.CREDENTIALS_INVALID.value}" in log  # joined Authorization
+    assert "Traceback" not in log
+    assert token.decode() not in log
+
+
+async def test_unknown_path_is_refused_cleanly(
+    server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["alice"])
+    assert await refused_status(server, "/ws/nowhere/", subprotocols=bearer(token)) == 403
+    log = server.log()
+    assert f"reason={Reason.UNKNOWN_ROUTE.value}" in log
+    assert "Traceback" not in log
+
+
+async def test_two_daphne_processes_share_one_user_cap(
+    daphne_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
+) -> None:
+    env = {
+        "SECURE_WS_MAX_CONNECTIONS_PER_USER": "2",
+        "SECURE_WS_KEY_PREFIX": f"swtest-caps-{uuid.uuid4().hex[:8]}",
+    }
+    first = daphne_server(application=APP, env=env)
+    second = daphne_server(application=APP, env=env)
+    token = token_for(demo_users["alice"])
+    held = [
+        await open_ws(first, subprotocols=bearer(token), origin=first.origin),
+        await open_ws(second, subprotocols=bearer(token), origin=second.origin),
+    ]
+    for conn in held:
+        await report_of(conn)
+    assert await refused_status(first, subprotocols=bearer(token), origin=first.origin) == 403
+    assert await refused_status(second, subprotocols=bearer(token), origin=second.origin) == 403
+    assert f"reason={Reason.USER_CONNECTION_LIMIT.value}" in first.log()
+    await held[0].close()
+    await asyncio.sleep(0.5)  # the server releases the slot when its consumer returns
+    async with await open_ws(second, subprotocols=bearer(token), origin=second.origin) as conn:
+        assert (await report_of(conn))["username"] == "alice"
+    await held[1].close()
+
+
+@pytest.fixture
+def uvicorn_server(transactional_db: None, tmp_path: Any) -> Any:
+    """The same test application under uvicorn: the gate is plain ASGI."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from django.db import connection
+
+    from tests.conftest import ROOT, _wait_for_port, free_port
+
+    db = connection.settings_dict
+    port = free_port()
+    log_path = tmp_path / f"uvicorn-{port}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "SECURE_WS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+        "SECURE_WS_REQUIRE_TLS": "0",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws",
+        "websockets-sansio",
+        "--lifespan",
+        "off",
+        APP,
+    ]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_for_port(port, process, log_path)
+        yield SimpleNamespace(
+            port=port,
+            ws_url=f"ws://127.0.0.1:{port}",
+            origin=f"http://127.0.0.1:{port}",
+            log=lambda: log_path.read_text(errors="replace"),
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+async def test_gate_works_under_uvicorn(
+    uvicorn_server: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    token = token_for(demo_users["alice"])
+    async with await open_ws(uvicorn_server, subprotocols=bearer(token)) as conn:
+        assert conn.subprotocol == APP_SUBPROTOCOL
+        report = await report_of(conn)
+    assert (report["username"], report["client_ip"]) == ("alice", "127.0.0.1")
+    assert await refused_status(uvicorn_server, origin="http://evil.example") == 403
+    assert await refused_status(uvicorn_server, "/ws/nowhere/", subprotocols=bearer(token)) == 403
+    log = uvicorn_server.log()
+    assert f"reason={Reason.ORIGIN_REFUSED.value}" in log
+    assert "Traceback" not in log
+    assert token not in log

@@ -1,0 +1,139 @@
+"""The composed gate: order, unknown routes, refusal modes, unexpected errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from channels.routing import URLRouter
+from django.urls import path
+
+from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
+from secure_ws.gate.stack import secure_websocket
+from tests.e2e.gate_asgi import info_consumer, websocket_app
+from tests.gate.conftest import set_gate
+
+pytestmark = pytest.mark.usefixtures("demo_users")
+
+
+def bearer(token: str) -> list[str]:
+    return [APP_SUBPROTOCOL, f"bearer.{token}"]
+
+
+async def test_full_gate_accepts_a_valid_token_and_fills_the_scope(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    comm = communicator(websocket_app, subprotocols=bearer(token_for(demo_users["alice"])))
+    connected, subprotocol = await comm.connect()
+    assert connected
+    assert subprotocol == APP_SUBPROTOCOL
+    report = json.loads(await comm.receive_from())
+    assert report["client_ip"] == "203.0.113.7"
+    assert report["origin"] == "https://app.example.com"
+    assert report["username"] == "alice"
+    assert len(report["connection_id"]) == 32
+    await comm.disconnect()
+
+
+async def test_unknown_route_is_refused_with_a_log_line_not_a_traceback(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any, caplog: Any
+) -> None:
+    token = token_for(demo_users["alice"])
+    comm = communicator(websocket_app, path="/ws/nowhere/", subprotocols=bearer(token))
+    with caplog.at_level(logging.INFO):
+        connected, _ = await comm.connect()
+        await comm.wait()
+    assert not connected
+    assert f"reason={Reason.UNKNOWN_ROUTE.value}" in caplog.text
+    assert "Traceback" not in caplog.text
+    assert token not in caplog.text
+
+
+async def test_close_mode_accepts_then_closes_with_the_reason(
+    communicator: Any, settings: Any
+) -> None:
+    set_gate(settings, REFUSAL_MODE="close")
+    comm = communicator(websocket_app)
+    connected, subprotocol = await comm.connect()
+    assert connected
+    assert subprotocol == APP_SUBPROTOCOL
+    frame = json.loads(await comm.receive_from())
+    assert frame == {"type": "error", "payload": {"code": Reason.CREDENTIALS_MISSING.value}}
+    closed = await comm.receive_output()
+    assert closed == {
+        "type": "websocket.close",
+        "code": int(CloseCode.UNAUTHORIZED),
+        "reason": Reason.CREDENTIALS_MISSING.value,
+    }
+
+
+async def test_unexpected_error_before_accept_becomes_a_refusal(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any, caplog: Any
+) -> None:
+    async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        raise RuntimeError("boom")
+
+    app = secure_websocket(URLRouter([path("ws/info/", broken)]))
+    comm = communicator(app, subprotocols=bearer(token_for(demo_users["alice"])))
+    connected, _ = await comm.connect()
+    await comm.wait()
+    assert not connected
+    assert f"reason={Reason.SERVER_ERROR.value}" in caplog.text
+
+
+async def test_refusals_never_reach_the_consumer(communicator: Any) -> None:
+    reached: list[bool] = []
+
+    async def consumer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(True)
+
+    app = secure_websocket(URLRouter([path("ws/info/", consumer)]))
+    comm = communicator(app)
+    assert not (await comm.connect())[0]
+    await comm.wait()
+    assert reached == []
+
+
+async def test_caps_are_released_when_the_connection_ends(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any, settings: Any
+) -> None:
+    set_gate(settings, MAX_CONNECTIONS_PER_USER=1)
+    token = token_for(demo_users["bob"])
+    for _ in range(3):
+        comm = communicator(websocket_app, subprotocols=bearer(token))
+        assert (await comm.connect())[0]
+        await comm.disconnect()
+
+
+async def test_unknown_route_middleware_alone_refuses_unknown_paths(
+    communicator: Any, caplog: Any
+) -> None:
+    from secure_ws.gate.stack import UnknownRouteMiddleware
+
+    app = UnknownRouteMiddleware(URLRouter([path("ws/info/", info_consumer)]))
+    comm = communicator(app, path="/ws/other/")
+    assert not (await comm.connect())[0]
+    await comm.wait()
+    assert f"reason={Reason.UNKNOWN_ROUTE.value}" in caplog.text
+    known = communicator(app)
+    assert (await known.connect())[0]
+    await known.disconnect()
+
+
+async def test_refused_raised_by_the_application_is_one_clean_refusal(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any, caplog: Any
+) -> None:
+    from secure_ws.exceptions import Refused
+
+    async def refusing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise Refused(Reason.NOT_AUTHENTICATED, "raised, not refused")
+
+    app = secure_websocket(URLRouter([path("ws/info/", refusing)]))
+    comm = communicator(app, subprotocols=bearer(token_for(demo_users["alice"])))
+    assert not (await comm.connect())[0]
+    await comm.wait()
+    assert f"reason={Reason.NOT_AUTHENTICATED.value}" in caplog.text
+    assert "Traceback" not in caplog.text

@@ -1,0 +1,82 @@
+"""SIGTERM to daphne: every client gets a "going away" close and the audit trail is complete.
+
+daphne's own shutdown (``Server.kill_all_applications``, a Twisted "before shutdown"
+trigger) cancels every application task and lets the reactor drop the sockets; it sends no
+close frame of its own. So a clean 1001 (4001 through autobahn, which refuses to send
+1001) can only come from the application reacting to that cancellation, and the audit
+records of those closes must be written before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from secure_ws.codes import CloseCode, private_close_code
+from tests.conftest import access_token_for
+from tests.reliability.conftest import open_client, ping
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+#: Known gap, kept visible: daphne cancels the application tasks on SIGTERM and tears the
+#: sockets down before a cancelled task runs again, so clients see 1006 and no close is
+#: audited (see docs/performance.md, "Graceful shutdown"). ``strict``: the day this
+#: passes, the marker must go.
+KNOWN_DAPHNE_GAP = pytest.mark.xfail(
+    strict=True, reason="daphne drops sockets on SIGTERM before the app can close them"
+)
+
+GOING_AWAY = {CloseCode.GOING_AWAY, private_close_code(CloseCode.GOING_AWAY)}
+
+
+async def _close_code(conn: Any) -> int | str | None:
+    """The close code the client receives, ``None`` for a drop without a close frame."""
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                await conn.recv()
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else None
+    except TimeoutError:
+        return "hang"
+
+
+def _closed_records(log: str) -> dict[str, int]:
+    """username -> close code of the audit's ``closed`` lines in the server log."""
+    closed = {}
+    for line in log.splitlines():
+        start = line.find("{")
+        if start < 0 or '"event": "closed"' not in line:
+            continue
+        record = json.loads(line[start:])
+        closed[record["username"]] = record["close_code"]
+    return closed
+
+
+@KNOWN_DAPHNE_GAP
+async def test_sigterm_closes_clients_with_going_away_and_flushes_audit(
+    daphne_server: Any, demo_users: dict[str, Any]
+) -> None:
+    server = daphne_server()
+    names = ("alice", "bob", "carol")
+    conns = [await open_client(server, access_token_for(demo_users[n])) for n in names]
+    for conn in conns:
+        await ping(conn)
+
+    server.process.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(_close_code(conn) for conn in conns))
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("daphne did not exit within 30 s of SIGTERM")
+    closed = _closed_records(server.log())
+
+    print(f"\ngraceful shutdown: client close codes {codes}; audited closes {closed}")
+    assert all(code in GOING_AWAY for code in codes), codes
+    assert {name: closed.get(name) in GOING_AWAY for name in names} == dict.fromkeys(names, True)

@@ -1,0 +1,647 @@
+"""SecureJsonWebsocketConsumer, rule by rule, through WebsocketCommunicator.
+
+The scope is built as the gate leaves it (tests/consumer_helpers.py); the channel layer is
+the real channels-redis one from tests.settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import pytest
+from channels.layers import get_channel_layer
+from django.test import override_settings
+from pydantic import StringConstraints
+
+from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
+from secure_ws.connection import ConnectionInfo
+from secure_ws.consumers import SecureJsonWebsocketConsumer
+from secure_ws.messages import ClientMessage, EmptyPayload, Schema, message_handler
+from secure_ws.permissions import IsAdminUser
+from secure_ws.revocation import REVOKE_EVENT_TYPE, kick_user, user_group
+from secure_ws.state import close_redis
+from tests.consumer_helpers import (
+    communicator,
+    error_then_close,
+    receive_close,
+    receive_frame,
+    request,
+    unsaved_user,
+)
+
+
+class SayPayload(Schema):
+    text: Annotated[str, StringConstraints(max_length=50)]
+
+
+class SampleConsumer(SecureJsonWebsocketConsumer):
+    """A small consumer with one type per rule under test."""
+
+    @message_handler("say", schema=SayPayload)
+    async def handle_say(self, message: ClientMessage[SayPayload]) -> None:
+        """Echo the text back."""
+        await self.send_message("said", {"text": message.payload.text}, id=message.id)
+
+    @message_handler("boom")
+    async def handle_boom(self, message: ClientMessage[EmptyPayload]) -> None:
+        """Fail inside the handler."""
+        raise RuntimeError("internal-secret-detail")
+
+    @message_handler("admin.only", permissions=[IsAdminUser])
+    async def handle_admin_only(self, message: ClientMessage[EmptyPayload]) -> None:
+        """Only staff may send this."""
+        await self.send_message("ack", None, id=message.id)
+
+    async def sample_event(self, event: dict[str, Any]) -> None:
+        """A channel-layer event handler (Channels naming)."""
+        await self.send_message("sampled", {"n": event.get("n")})
+
+
+class TightConsumer(SampleConsumer):
+    message_rate = 1.0
+    message_burst = 3
+    rate_limit_close_after = 4
+    violation_limit = 100
+
+
+class StrictViolations(SampleConsumer):
+    violation_limit = 3
+
+
+class IdleConsumer(SampleConsumer):
+    idle_timeout = 0.3
+
+
+class SmallFrames(SampleConsumer):
+    max_message_bytes = 200
+
+
+class RecordingSink:
+    """An audit sink that remembers every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def connection_refused(self, info: ConnectionInfo, reason: Any) -> None:
+        self.calls.append(("refused", reason))
+
+    def connection_opened(self, info: ConnectionInfo) -> None:
+        self.calls.append(("opened", info.connection_id))
+
+    def security_event(self, info: ConnectionInfo, kind: str, detail: str) -> None:
+        self.calls.append(("security_event", kind))
+
+    def connection_closed(self, info: ConnectionInfo, close_code: int) -> None:
+        counters = (info.messages_in, info.messages_out, info.bytes_in, info.bytes_out)
+        self.calls.append(("closed", (close_code, counters, info.violations)))
+
+    def kinds(self, name: str) -> list[Any]:
+        return [value for call, value in self.calls if call == name]
+
+
+@pytest.fixture
+def audit(monkeypatch: pytest.MonkeyPatch) -> RecordingSink:
+    sink = RecordingSink()
+    monkeypatch.setattr("secure_ws.consumers.get_audit_sink", lambda: sink)
+    monkeypatch.setattr("secure_ws.gate.refusal.get_audit_sink", lambda: sink)
+    return sink
+
+
+@pytest.fixture(autouse=True)
+async def _close_shared_redis() -> AsyncIterator[None]:
+    yield
+    await close_redis()
+
+
+async def open_(consumer: Any = SampleConsumer, user: Any = None, **kwargs: Any) -> Any:
+    comm = communicator(consumer, user or unsaved_user(), **kwargs)
+    connected, subprotocol = await comm.connect()
+    assert connected
+    assert subprotocol == APP_SUBPROTOCOL
+    return comm
+
+
+# ---------------------------------------------------------------------- handshake
+
+
+async def test_the_app_subprotocol_is_selected_never_a_bearer_entry() -> None:
+    comm = communicator(
+        SampleConsumer, unsaved_user(), subprotocols=["bearer.eyJhbGciOi.x.y", APP_SUBPROTOCOL]
+    )
+    connected, subprotocol = await comm.connect()
+    assert connected
+    assert subprotocol == APP_SUBPROTOCOL
+    await comm.disconnect()
+
+
+async def test_a_client_that_does_not_offer_the_app_subprotocol_is_refused(
+    audit: RecordingSink,
+) -> None:
+    comm = communicator(SampleConsumer, unsaved_user(), subprotocols=["chat"])
+    connected, _ = await comm.connect()
+    assert not connected
+    assert audit.kinds("refused") == [Reason.SUBPROTOCOL_REQUIRED]
+    assert audit.kinds("opened") == []
+
+
+async def test_a_scope_the_gate_did_not_fill_is_refused(audit: RecordingSink) -> None:
+    comm = communicator(SampleConsumer, unsaved_user(), with_gate=False)
+    connected, _ = await comm.connect()
+    assert not connected
+    assert audit.kinds("refused") == [Reason.NOT_AUTHENTICATED]
+
+
+async def test_an_anonymous_scope_is_refused_when_authentication_is_required() -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    comm = communicator(SampleConsumer, AnonymousUser())
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_a_scope_whose_user_differs_from_the_gate_record_is_refused() -> None:
+    info_user = unsaved_user(pk=1, username="one")
+    comm = communicator(SampleConsumer, unsaved_user(pk=2, username="two"))
+    comm.scope["secure_ws"].user_id = info_user.pk
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_refusal_in_close_mode_sends_the_reason_before_the_close_code() -> None:
+    with override_settings(SECURE_WS={"REFUSAL_MODE": "close", "REQUIRE_TLS": False}):
+        comm = communicator(SampleConsumer, unsaved_user(), subprotocols=["chat"])
+        await comm.send_input({"type": "websocket.connect"})
+        accept = await comm.receive_output(3)
+        assert accept["type"] == "websocket.accept"
+        frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.SUBPROTOCOL_REQUIRED
+    assert close["code"] == CloseCode.POLICY_VIOLATION
+
+
+# ---------------------------------------------------------------------- dispatch
+
+
+async def test_ping_is_answered_with_pong_and_the_client_id() -> None:
+    comm = await open_()
+    assert await request(comm, {"type": "ping", "id": "p-1"}) == {
+        "type": "pong",
+        "id": "p-1",
+        "payload": {},
+    }
+    await comm.disconnect()
+
+
+async def test_a_declared_type_reaches_its_handler_with_a_validated_payload() -> None:
+    comm = await open_()
+    reply = await request(comm, {"type": "say", "id": "7", "payload": {"text": "hello"}})
+    assert reply == {"type": "said", "id": "7", "payload": {"text": "hello"}}
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    "client_type",
+    ["websocket.disconnect", "websocket.receive", "sample.event", "secure_ws.revoke", "close"],
+)
+async def test_client_types_never_reach_internal_or_channel_layer_handlers(
+    client_type: str,
+) -> None:
+    comm = await open_()
+    reply = await request(comm, {"type": client_type, "id": "x1", "payload": {}})
+    assert reply["type"] == "error"
+    assert reply["id"] == "x1"
+    assert reply["payload"]["code"] == ErrorCode.UNKNOWN_TYPE
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_schema_failures_answer_field_errors_that_do_not_echo_markup() -> None:
+    comm = await open_()
+    evil = "<script>alert(1)</script>"
+    await comm.send_json_to(
+        {"type": "say", "id": "s1", "payload": {"text": evil * 5, f"<img src=x>{evil}": 1}}
+    )
+    output = await comm.receive_output(3)
+    reply = json.loads(output["text"])
+    assert reply["type"] == "error"
+    assert reply["id"] == "s1"
+    assert reply["payload"]["code"] == ErrorCode.INVALID_MESSAGE
+    locs = sorted(tuple(e["loc"]) for e in reply["payload"]["errors"])
+    assert locs == [("payload", "<key>"), ("payload", "text")]
+    assert "<script" not in output["text"]
+    assert "<img" not in output["text"]
+    await comm.disconnect()
+
+
+async def test_a_permission_that_says_no_answers_forbidden_with_the_id() -> None:
+    comm = await open_()
+    reply = await request(comm, {"type": "admin.only", "id": "a1"})
+    assert reply["payload"]["code"] == ErrorCode.FORBIDDEN
+    assert reply["id"] == "a1"
+    await comm.disconnect()
+    staff = await open_(user=unsaved_user(is_staff=True))
+    assert (await request(staff, {"type": "admin.only", "id": "a2"}))["type"] == "ack"
+    await staff.disconnect()
+
+
+# ---------------------------------------------------------------------- frames channels#2219
+
+
+@pytest.mark.parametrize("text", ["", "not json", "{", "[1, 2", '{"type": "ping", "x": NaN}'])
+async def test_frames_that_crash_channels_json_consumers_get_invalid_json(text: str) -> None:
+    comm = await open_()
+    await comm.send_input({"type": "websocket.receive", "text": text})
+    reply = await receive_frame(comm)
+    assert reply["type"] == "error"
+    assert reply["payload"]["code"] == ErrorCode.INVALID_JSON
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_a_binary_frame_gets_an_error_then_close_1003() -> None:
+    comm = await open_()
+    await comm.send_input({"type": "websocket.receive", "bytes": b"\x00\x01"})
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.BINARY_NOT_ALLOWED
+    assert close["code"] == CloseCode.UNSUPPORTED_DATA
+    await comm.disconnect()
+
+
+async def test_nesting_past_max_json_depth_is_an_invalid_message() -> None:
+    comm = await open_()
+    frame = '{"type": "say", "payload": {"text": ' + "[" * 40 + "]" * 40 + "}}"
+    await comm.send_input({"type": "websocket.receive", "text": frame})
+    reply = await receive_frame(comm)
+    assert reply["payload"]["code"] == ErrorCode.INVALID_MESSAGE
+    await comm.disconnect()
+
+
+async def test_a_frame_over_max_message_bytes_gets_too_large() -> None:
+    comm = await open_(SmallFrames)
+    reply = await request(comm, {"type": "say", "id": "big", "payload": {"text": "x" * 300}})
+    assert reply["payload"]["code"] == ErrorCode.TOO_LARGE
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_a_frame_far_over_max_message_bytes_closes_1009() -> None:
+    comm = await open_(SmallFrames)
+    await comm.send_to(text_data="x" * 5000)
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.TOO_LARGE
+    assert close["code"] == CloseCode.MESSAGE_TOO_BIG
+    await comm.disconnect()
+
+
+async def test_max_message_bytes_setting_reaches_the_next_connection() -> None:
+    with override_settings(SECURE_WS={"MAX_MESSAGE_BYTES": 100, "REQUIRE_TLS": False}):
+        comm = await open_()
+        reply = await request(comm, {"type": "say", "payload": {"text": "y" * 120}})
+        assert reply["payload"]["code"] == ErrorCode.TOO_LARGE
+        await comm.disconnect()
+    comm = await open_()
+    assert (await request(comm, {"type": "say", "payload": {"text": "y" * 40}}))["type"] == "said"
+    await comm.disconnect()
+
+
+# ---------------------------------------------------------------------- abuse
+
+
+async def test_a_burst_past_the_bucket_is_rate_limited_then_closed_4429(
+    audit: RecordingSink,
+) -> None:
+    comm = await open_(TightConsumer)
+    for n in range(20):
+        await comm.send_json_to({"type": "ping", "id": f"f{n}"})
+    replies = []
+    while True:
+        output = await comm.receive_output(3)
+        if output["type"] == "websocket.close":
+            break
+        replies.append(json.loads(output["text"]))
+    assert output["code"] == CloseCode.RATE_LIMITED
+    assert [r["type"] for r in replies[:3]] == ["pong"] * 3
+    limited = [r for r in replies if r["payload"].get("code") == ErrorCode.RATE_LIMITED]
+    assert limited
+    assert limited[0]["id"] == "f3"
+    assert replies[-1]["payload"]["code"] == Reason.RATE_LIMITED
+    await comm.disconnect()
+    assert audit.kinds("closed")[0][0] == CloseCode.RATE_LIMITED
+
+
+async def test_repeated_violations_inside_the_window_close_1008(audit: RecordingSink) -> None:
+    comm = await open_(StrictViolations)
+    for n in range(2):
+        reply = await request(comm, {"type": "nope", "id": str(n)})
+        assert reply["payload"]["code"] == ErrorCode.UNKNOWN_TYPE
+    await comm.send_json_to({"type": "nope"})
+    assert (await receive_frame(comm))["payload"]["code"] == ErrorCode.UNKNOWN_TYPE
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.TOO_MANY_VIOLATIONS
+    assert close["code"] == CloseCode.POLICY_VIOLATION
+    await comm.disconnect()
+    closed = audit.kinds("closed")
+    assert closed[0][0] == CloseCode.POLICY_VIOLATION
+    assert closed[0][2] == 3
+    assert audit.kinds("security_event").count(ErrorCode.UNKNOWN_TYPE.value) == 3
+
+
+# ---------------------------------------------------------------------- robustness
+
+
+async def test_a_handler_exception_is_logged_answered_generically_and_survived(
+    caplog: pytest.LogCaptureFixture, audit: RecordingSink
+) -> None:
+    comm = await open_()
+    with caplog.at_level(logging.ERROR, logger="secure_ws.consumer"):
+        reply = await request(comm, {"type": "boom", "id": "b1"})
+    assert reply == {
+        "type": "error",
+        "id": "b1",
+        "payload": {"code": ErrorCode.SERVER_ERROR, "detail": "Internal error"},
+    }
+    assert "internal-secret-detail" not in json.dumps(reply)
+    connection_id = comm.scope["secure_ws"].connection_id
+    assert any(connection_id in r.getMessage() for r in caplog.records)
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    assert ErrorCode.SERVER_ERROR.value in audit.kinds("security_event")
+    await comm.disconnect()
+
+
+async def test_channel_layer_events_cannot_name_client_or_internal_handlers() -> None:
+    comm = await open_()
+    layer = get_channel_layer()
+    group = user_group(comm.scope["user"].pk)
+    for event_type in ("handle.ping", "websocket.disconnect", "close", "send_message"):
+        await layer.group_send(group, {"type": event_type})
+    await layer.group_send(group, {"type": "sample.event", "n": 3})
+    assert await receive_frame(comm) == {"type": "sampled", "payload": {"n": 3}}
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_the_audit_sees_open_security_events_and_close_with_counters(
+    audit: RecordingSink,
+) -> None:
+    comm = await open_()
+    await request(comm, {"type": "ping"})
+    await request(comm, {"type": "nope"})
+    await comm.disconnect()
+    assert len(audit.kinds("opened")) == 1
+    assert audit.kinds("security_event") == [ErrorCode.UNKNOWN_TYPE.value]
+    (code, (messages_in, messages_out, bytes_in, bytes_out), violations) = audit.kinds("closed")[0]
+    assert code == 1000
+    assert (messages_in, messages_out, violations) == (2, 2, 1)
+    assert bytes_in > 0
+    assert bytes_out > 0
+
+
+async def test_disconnect_leaves_every_group(redis_client: Any) -> None:
+    comm = await open_(session_id="sess-1")
+    layer = get_channel_layer()
+    user_key = layer._group_key(user_group(comm.scope["user"].pk))
+    assert redis_client.zcard(user_key) == 1
+    await comm.disconnect()
+    assert redis_client.zcard(user_key) == 0
+    assert redis_client.zcard(layer._group_key("secure_ws.session.sess-1")) == 0
+
+
+# ---------------------------------------------------------------------- lifecycle
+
+
+async def test_token_expiry_warns_then_closes_4401() -> None:
+    comm = await open_(token_exp=time.time() + 1.0)
+    warning = await receive_frame(comm)
+    assert warning["type"] == "auth.expiring"
+    assert 0 < warning["payload"]["expires_in"] <= 1.0
+    frame, close = await error_then_close(comm, wait=5)
+    assert frame["payload"]["code"] == Reason.TOKEN_EXPIRED
+    assert close["code"] == CloseCode.UNAUTHORIZED
+    await comm.disconnect()
+
+
+async def test_an_already_expired_token_closes_at_once() -> None:
+    comm = await open_(token_exp=time.time() - 5)
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.TOKEN_EXPIRED
+    assert close["code"] == CloseCode.UNAUTHORIZED
+    await comm.disconnect()
+
+
+async def test_an_idle_connection_closes_4408() -> None:
+    comm = await open_(IdleConsumer)
+    frame, close = await error_then_close(comm, wait=5)
+    assert frame["payload"]["code"] == Reason.IDLE_TIMEOUT
+    assert close["code"] == CloseCode.IDLE_TIMEOUT
+    await comm.disconnect()
+
+
+async def test_revoking_the_user_closes_the_connection_4403(audit: RecordingSink) -> None:
+    comm = await open_()
+    await kick_user(comm.scope["user"].pk)
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.REVOKED
+    assert close["code"] == CloseCode.FORBIDDEN
+    await comm.disconnect()
+    assert audit.kinds("closed")[0][0] == CloseCode.FORBIDDEN
+
+
+async def test_revoking_the_login_session_closes_its_connections() -> None:
+    comm = await open_(session_id="sid-abc")
+    await get_channel_layer().group_send("secure_ws.session.sid-abc", {"type": REVOKE_EVENT_TYPE})
+    frame, _ = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.REVOKED
+    await comm.disconnect()
+
+
+async def test_frames_after_the_server_closed_are_ignored() -> None:
+    comm = await open_()
+    await kick_user(comm.scope["user"].pk)
+    await error_then_close(comm)
+    await comm.send_json_to({"type": "ping"})
+    assert await comm.receive_nothing(0.2)
+    await comm.disconnect()
+
+
+# ---------------------------------------------------------------------- auth.refresh
+
+
+@pytest.fixture
+def alice(demo_users: dict[str, Any]) -> Any:
+    return demo_users["alice"]
+
+
+async def test_auth_refresh_with_the_same_users_token_moves_the_expiry(
+    alice: Any, token_for: Any
+) -> None:
+    comm = await open_(user=alice, token_exp=time.time() + 1.5)
+    assert (await receive_frame(comm))["type"] == "auth.expiring"
+    reply = await request(
+        comm, {"type": "auth.refresh", "id": "r1", "payload": {"token": token_for(alice)}}
+    )
+    assert reply["type"] == "ack"
+    assert reply["id"] == "r1"
+    assert reply["payload"]["expires_in"] > 60
+    await asyncio.sleep(2.0)
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    assert comm.scope["secure_ws"].token_exp > time.time() + 60
+    await comm.disconnect()
+
+
+async def test_auth_refresh_with_another_users_token_is_forbidden_and_closes_4403(
+    demo_users: dict[str, Any], token_for: Any
+) -> None:
+    comm = await open_(user=demo_users["alice"])
+    token = token_for(demo_users["mallory"])
+    await comm.send_json_to({"type": "auth.refresh", "id": "r2", "payload": {"token": token}})
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == ErrorCode.FORBIDDEN
+    assert frame["id"] == "r2"
+    assert close["code"] == CloseCode.FORBIDDEN
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "x" * 5000])
+async def test_auth_refresh_with_an_invalid_token_is_an_invalid_message(
+    alice: Any, token: str
+) -> None:
+    comm = await open_(user=alice)
+    reply = await request(comm, {"type": "auth.refresh", "id": "r3", "payload": {"token": token}})
+    assert reply["payload"]["code"] == ErrorCode.INVALID_MESSAGE
+    assert token[:20] not in json.dumps(reply["payload"])
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_auth_refresh_with_an_expired_token_is_an_invalid_message(alice: Any) -> None:
+    from datetime import timedelta
+
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    expired = AccessToken.for_user(alice)
+    expired.set_exp(lifetime=timedelta(seconds=-1))
+    comm = await open_(user=alice)
+    reply = await request(comm, {"type": "auth.refresh", "payload": {"token": str(expired)}})
+    assert reply["payload"]["code"] == ErrorCode.INVALID_MESSAGE
+    await comm.disconnect()
+
+
+# ---------------------------------------------------------------------- declaration
+
+
+def test_only_decorated_handle_methods_are_client_types() -> None:
+    assert set(SampleConsumer.message_registry.specs) == {
+        "ping",
+        "auth.refresh",
+        "say",
+        "boom",
+        "admin.only",
+    }
+
+
+async def test_a_subclass_can_override_a_handler_without_redeclaring_it() -> None:
+    class Quiet(SampleConsumer):
+        async def handle_ping(self, message: ClientMessage[EmptyPayload]) -> None:
+            await self.send_message("quiet", None, id=message.id)
+
+    comm = await open_(Quiet)
+    assert (await request(comm, {"type": "ping"}))["type"] == "quiet"
+    await comm.disconnect()
+
+
+async def test_close_is_preceded_by_an_error_frame_every_time() -> None:
+    comm = await open_(StrictViolations)
+    for _ in range(3):
+        await comm.send_json_to({"type": "nope"})
+    outputs = []
+    while True:
+        output = await comm.receive_output(3)
+        outputs.append(output)
+        if output["type"] == "websocket.close":
+            break
+    assert outputs[-2]["type"] == "websocket.send"
+    assert json.loads(outputs[-2]["text"])["payload"]["code"] == outputs[-1]["reason"]
+    await comm.disconnect()
+
+
+async def test_receive_close_helper_rejects_frames() -> None:
+    comm = await open_()
+    await comm.send_json_to({"type": "ping"})
+    with pytest.raises(AssertionError):
+        await receive_close(comm)
+    await comm.disconnect()
+
+
+async def test_a_close_code_the_server_refuses_falls_back_to_its_4xxx_stand_in(
+    audit: RecordingSink,
+) -> None:
+    def autobahn_like(app: Any) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            async def strict_send(message: dict[str, Any]) -> None:
+                code = message.get("code", 1000)
+                if message["type"] == "websocket.close" and 1000 < code < 3000:
+                    raise ValueError(f"invalid close code {code}")
+                await send(message)
+
+            await app(scope, receive, strict_send)
+
+        return wrapped
+
+    comm = communicator(autobahn_like(SampleConsumer.as_asgi()), unsaved_user())
+    assert (await comm.connect())[0]
+    await comm.send_input({"type": "websocket.receive", "bytes": b"\x01"})
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.BINARY_NOT_ALLOWED
+    assert close["code"] == 4003
+    await comm.disconnect()
+    assert audit.kinds("closed")[0][0] == 4003
+
+
+async def test_a_failing_channel_layer_closes_the_connection_1013(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    layer = get_channel_layer()
+
+    async def broken_receive(channel: str) -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(layer, "receive", broken_receive)
+    comm = await open_()
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.BACKEND_UNAVAILABLE
+    assert close["code"] == CloseCode.TRY_AGAIN_LATER
+    await comm.disconnect()
+
+
+async def test_a_failing_audit_sink_or_signal_receiver_never_stops_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from secure_ws import signals
+
+    class BrokenSink:
+        def __getattr__(self, name: str) -> Any:
+            def fail(*args: Any) -> None:
+                raise RuntimeError("audit database is down")
+
+            return fail
+
+    def broken_receiver(**kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    monkeypatch.setattr("secure_ws.consumers.get_audit_sink", BrokenSink)
+    signals.connection_accepted.connect(broken_receiver)
+    signals.security_event.connect(broken_receiver)
+    try:
+        comm = await open_()
+        assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+        assert (await request(comm, {"type": "nope"}))["payload"]["code"] == ErrorCode.UNKNOWN_TYPE
+        assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+        await comm.disconnect()
+    finally:
+        signals.connection_accepted.disconnect(broken_receiver)
+        signals.security_event.disconnect(broken_receiver)
