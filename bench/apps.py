@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -124,9 +124,7 @@ class SecureEchoConsumer(SecureJsonWebsocketConsumer):
 
 
 def _plain_routes(consumer: type[PlainConsumer]) -> URLRouter:
-    return URLRouter(
-        [path("ws/echo/", consumer.as_asgi()), path("ws/files/", consumer.as_asgi())]
-    )
+    return URLRouter([path("ws/echo/", consumer.as_asgi()), path("ws/files/", consumer.as_asgi())])
 
 
 floor_application = _plain_routes(PlainConsumer)
@@ -139,4 +137,3 @@ secure_application = secure_websocket(
         ]
     )
 )
-

@@ -72,13 +72,20 @@ async def run_handshakes(job: Job) -> dict[str, Any]:
     started = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(job["concurrency"])))
     elapsed = time.perf_counter() - started
-    return {"count": len(latencies), "elapsed": elapsed, "latencies": latencies, "failures": failures}
+    return {
+        "count": len(latencies),
+        "elapsed": elapsed,
+        "latencies": latencies,
+        "failures": failures,
+    }
 
 
 async def run_messages(job: Job) -> dict[str, Any]:
     """Request/response ``echo`` traffic on ``connections`` open connections."""
     target = _target(job)
-    sockets = [await RawWebSocket.connect(target, _token(job, i)) for i in range(job["connections"])]
+    sockets = [
+        await RawWebSocket.connect(target, _token(job, i)) for i in range(job["connections"])
+    ]
     text = "x" * job.get("payload_bytes", 64)
     latencies: list[float] = []
     errors = 0

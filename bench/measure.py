@@ -57,7 +57,7 @@ class HoldSession:
 
     def __init__(self, job: dict[str, Any]) -> None:
         self.process = _spawn()
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({**job, "kind": "hold"}) + "\n")
         self.process.stdin.flush()
 
@@ -76,7 +76,7 @@ class HoldSession:
 
     def finish(self, timeout: float = 120) -> dict[str, Any]:
         """Close every connection and return the job's result."""
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
         try:
             self.process.stdin.write("stop\n")
             self.process.stdin.flush()

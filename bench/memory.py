@@ -67,7 +67,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                 session.kill()
             rows[-1]["held_at_end"] = result["held_at_end"]
             rows[-1]["failures"] = result["failures"]
-            print(f"  memory    {label:15s} held at end {result['held_at_end']} failures {result['failures']}")
+            held, failures = result["held_at_end"], result["failures"]
+            print(f"  memory    {label:15s} held at end {held} failures {failures}")
     return {"levels": levels, "rows": rows}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.context import bench_context
 from bench.measure import run_loadgen
-from bench.services import servers
+from bench.services import LOG_DIR, servers
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -46,7 +46,8 @@ def main() -> None:
     scenario = sys.argv[2] if len(sys.argv) > 2 else "handshake"
     seconds = 12
     RESULTS_DIR.mkdir(exist_ok=True)
-    collapsed = RESULTS_DIR / f"profile-{stack}-{scenario}.collapsed"
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    collapsed = LOG_DIR / f"profile-{stack}-{scenario}.collapsed"
     with bench_context(quick=True) as ctx, servers((stack, "daphne")) as (srv,):
         job = ctx.target_job(stack, srv.port)
         if scenario == "handshake":

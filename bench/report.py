@@ -47,8 +47,14 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     hs = _rows(results, "handshake")
     if hs:
-        check("handshake/s secure vs floor (peak)", _ratio(_peak(hs, "secure"), _peak(hs, "floor")), 0.8)
-        check("handshake/s secure vs DIY (peak)", _ratio(_peak(hs, "secure"), _peak(hs, "diy")), 1.0)
+        check(
+            "handshake/s secure vs floor (peak)",
+            _ratio(_peak(hs, "secure"), _peak(hs, "floor")),
+            0.8,
+        )
+        check(
+            "handshake/s secure vs DIY (peak)", _ratio(_peak(hs, "secure"), _peak(hs, "diy")), 1.0
+        )
         check(
             "handshake/s audit on vs off (peak)",
             _ratio(_peak(hs, "secure"), _peak(hs, "secure-noaudit")),
@@ -56,7 +62,11 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     msg = _rows(results, "messages")
     if msg:
-        check("messages/s secure vs floor (peak)", _ratio(_peak(msg, "secure"), _peak(msg, "floor")), 0.9)
+        check(
+            "messages/s secure vs floor (peak)",
+            _ratio(_peak(msg, "secure"), _peak(msg, "floor")),
+            0.9,
+        )
     fan = _rows(results, "fanout")
     if fan:
         for level in results["fanout"]["levels"]:
@@ -69,7 +79,9 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
             check(
                 f"fan-out p99 secure vs floor ({level} subs)",
-                _ratio(_value(fan, "secure", level, "p99_ms"), _value(fan, "floor", level, "p99_ms")),
+                _ratio(
+                    _value(fan, "secure", level, "p99_ms"), _value(fan, "floor", level, "p99_ms")
+                ),
                 1.1,
                 higher_is_better=False,
             )
@@ -88,7 +100,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
         top = levels[-1]
         held = next(
-            (r.get("held_at_end", 0) for r in mem if r["stack"] == "secure" and r["level"] == top), 0
+            (r.get("held_at_end", 0) for r in mem if r["stack"] == "secure" and r["level"] == top),
+            0,
         )
         check(f"connections held by one daphne (of {top})", float(held) / top, 1.0)
     return checks
@@ -121,7 +134,9 @@ def _with_ratio(rows: list[Row], field: str) -> list[Row]:
 def render_markdown(results: dict[str, Any], machine: dict[str, Any], chart: str | None) -> str:
     """The results page: machine, one table per scenario with ratios, the targets."""
     lines = [f"# secure_ws benchmark — {results['started']}", ""]
-    lines.append(f"Mode: {'quick (smoke run, not for comparison)' if results['quick'] else 'full'}. ")
+    lines.append(
+        f"Mode: {'quick (smoke run, not for comparison)' if results['quick'] else 'full'}. "
+    )
     lines.append(
         "Machine: {nproc} CPUs ({cpu}), {memory_gib} GiB; Python {python}, Django {django}, "
         "channels {channels}, daphne {daphne}, uvicorn {uvicorn}; load average at start "

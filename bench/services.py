@@ -120,9 +120,7 @@ def prepare_database() -> list[str]:
     """
     import django
 
-    url = os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure_ws_bench"
-    )
+    url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure_ws_bench")
     _create_database(url)
     django.setup()
     from django.contrib.auth import get_user_model
@@ -179,9 +177,7 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def start_server(
-    stack: str, server: str = "daphne", env: dict[str, str] | None = None
-) -> Server:
+def start_server(stack: str, server: str = "daphne", env: dict[str, str] | None = None) -> Server:
     """Start ``stack`` (``floor``/``diy``/``secure``) on ``server`` on a free port."""
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -205,7 +201,7 @@ def start_server(
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_raise_child_fd_limit,  # noqa: PLW1509
+            preexec_fn=_raise_child_fd_limit,
         )
     try:
         wait_for_port(port, process)

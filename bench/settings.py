@@ -31,8 +31,8 @@ os.environ.setdefault("SECURE_WS_MAX_CONNECTIONS_PER_USER", str(10**6))
 os.environ.setdefault("SECURE_WS_MAX_CONNECTIONS_PER_IP", str(10**6))
 os.environ.setdefault("SECURE_WS_LOG_LEVEL", "WARNING")
 
-from project.settings import *  # noqa: E402, F403
-from project.settings import SECURE_WS, SIMPLE_JWT  # noqa: E402
+from project.settings import *  # noqa: F403
+from project.settings import SECURE_WS, SIMPLE_JWT
 
 # Tokens minted by the coordinator must outlive the longest run (the soak: 30 minutes).
 SIMPLE_JWT = {**SIMPLE_JWT, "ACCESS_TOKEN_LIFETIME": timedelta(hours=2)}

@@ -70,7 +70,9 @@ def main() -> None:
         while True:
             elapsed = time.monotonic() - started
             samples.append((elapsed / 60, srv.rss_kib() / 1024, srv.open_fds()))
-            print(f"  minute {elapsed / 60:5.1f}: rss {samples[-1][1]:8.1f} MiB, fds {samples[-1][2]}")
+            print(
+                f"  minute {elapsed / 60:5.1f}: rss {samples[-1][1]:8.1f} MiB, fds {samples[-1][2]}"
+            )
             if elapsed >= duration:
                 break
             time.sleep(min(60.0, duration - elapsed + 0.5))

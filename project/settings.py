@@ -158,6 +158,10 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", SECRET_KEY + "-jwt"),
     "ALGORITHM": "HS256",
+    # Login-session id ("sid") in refresh tokens, copied into their access tokens, so that
+    # logging out (blacklisting the refresh token) closes that session's WebSockets.
+    "TOKEN_OBTAIN_SERIALIZER": "secure_ws.revocation.SessionTokenObtainPairSerializer",
+    "TOKEN_BLACKLIST_SERIALIZER": "secure_ws.revocation.SessionTokenBlacklistSerializer",
 }
 
 _origins = env_list("SECURE_WS_ALLOWED_ORIGINS", [])
@@ -167,6 +171,7 @@ _limits = {
     "MESSAGE_RATE": env_number("SECURE_WS_MESSAGE_RATE", float),
     "MAX_CONNECTIONS_PER_USER": env_number("SECURE_WS_MAX_CONNECTIONS_PER_USER", int),
     "MAX_CONNECTIONS_PER_IP": env_number("SECURE_WS_MAX_CONNECTIONS_PER_IP", int),
+    "IDLE_TIMEOUT": env_number("SECURE_WS_IDLE_TIMEOUT", float),
 }
 SECURE_WS: dict[str, object] = {
     "REDIS_URL": REDIS_URL or None,
@@ -178,6 +183,11 @@ if _origins:
     SECURE_WS["ALLOWED_ORIGINS"] = _origins
 if _require_tls:
     SECURE_WS["REQUIRE_TLS"] = env_bool("SECURE_WS_REQUIRE_TLS", True)
+# The --websocket-max-message-size daphne runs with (deploy/, docs/deploy.md): secure_ws
+# cannot read the server's command line, so the operator declares it for the checks.
+SECURE_WS["SERVER_MAX_MESSAGE_BYTES"] = int(
+    os.environ.get("SECURE_WS_SERVER_MAX_MESSAGE_BYTES", "131072")
+)
 # CIDRs of the TLS proxies whose X-Forwarded-For/-Proto the gate believes (comma-separated).
 _trusted_proxies = env_list("SECURE_WS_TRUSTED_PROXIES", [])
 if _trusted_proxies:
@@ -198,6 +208,34 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Redirect plain HTTP to HTTPS unless the operator runs without TLS on purpose
+    # (SECURE_WS_REQUIRE_TLS=0: loopback demo, tests, benchmarks).
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", env_bool("SECURE_WS_REQUIRE_TLS", True))
+
+# Content-Security-Policy from SECURE_WS (issue 5): connect-src lists the exact ws/wss
+# origins, scripts by nonce ({{ csp_nonce }}), frame-ancestors 'none'. django-csp 4 on
+# Django 5.2, the built-in SECURE_CSP on Django 6.
+from secure_ws.headers import (  # noqa: E402
+    csp_context_processor,
+    csp_middleware,
+    csp_settings,
+    uses_builtin_csp,
+)
+
+globals().update(
+    csp_settings(
+        SECURE_WS,
+        allowed_hosts=ALLOWED_HOSTS,
+        csrf_trusted_origins=CSRF_TRUSTED_ORIGINS,
+        debug=DEBUG,
+    )
+)
+if not uses_builtin_csp():
+    INSTALLED_APPS.append("csp")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, csp_middleware()
+)
+TEMPLATES[0]["OPTIONS"]["context_processors"].append(csp_context_processor())  # type: ignore[index]
 
 LOGGING = {
     "version": 1,

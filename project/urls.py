@@ -9,14 +9,18 @@ from rest_framework_simplejwt.views import (
 )
 
 from project.filebox.api import FolderFilesView, FolderFileView, FolderListView
+from project.filebox.views import index
+from secure_ws.metrics import metrics_view
 from secure_ws.tickets import WebSocketTicketView
 
 urlpatterns = [
+    path("", index, name="demo"),
     path("admin/", admin.site.urls),
     path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/token/blacklist/", TokenBlacklistView.as_view(), name="token_blacklist"),
     path("api/ws-ticket/", WebSocketTicketView.as_view(), name="ws_ticket"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/folders/", FolderListView.as_view(), name="folder_list"),
     path("api/folders/<slug:folder>/files/", FolderFilesView.as_view(), name="folder_files"),
     path(

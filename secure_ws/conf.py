@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "KEY_PREFIX": "secure_ws",
     # Consumer: frames and messages.
     "MAX_MESSAGE_BYTES": 65536,
+    # The --websocket-max-message-size the server (daphne) runs with; None: not declared,
+    # which check --deploy reports. secure_ws cannot read the server's command line.
+    "SERVER_MAX_MESSAGE_BYTES": None,
     "MAX_JSON_DEPTH": 16,
     "ALLOW_BINARY": False,
     "MESSAGE_RATE": 20.0,  # messages per second per connection
@@ -123,6 +126,7 @@ class SecureWSSettings:
     REDIS_URL: str | None
     KEY_PREFIX: str
     MAX_MESSAGE_BYTES: int
+    SERVER_MAX_MESSAGE_BYTES: int | None
     MAX_JSON_DEPTH: int
     ALLOW_BINARY: bool
     MESSAGE_RATE: float
@@ -224,6 +228,7 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     ),
     "KEY_PREFIX": (lambda v: isinstance(v, str) and bool(v), "a non-empty str"),
     "MAX_MESSAGE_BYTES": (_positive_int, "a positive int (bytes)"),
+    "SERVER_MAX_MESSAGE_BYTES": (_optional(_positive_int), "None or a positive int (bytes)"),
     "MAX_JSON_DEPTH": (_positive_int, "a positive int"),
     "ALLOW_BINARY": (_is_bool, "a bool"),
     "MESSAGE_RATE": (_positive_number, "a positive number (messages per second)"),

@@ -41,7 +41,7 @@ from secure_ws.file_schemas import (
     FolderId,
     Sender,
 )
-from secure_ws.state import get_redis, get_sync_redis, key
+from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
 
 logger = logging.getLogger("secure_ws.events")
 
@@ -68,6 +68,12 @@ _local_sequences: dict[str, int] = {}
 _local_lock = threading.Lock()
 
 
+def _next_local_sequence(folder: str) -> int:
+    with _local_lock:
+        _local_sequences[folder] = _local_sequences.get(folder, 0) + 1
+        return _local_sequences[folder]
+
+
 async def next_sequence(folder: str) -> int:
     """Assign the next sequence number of ``folder`` (atomic across processes in Redis).
 
@@ -78,12 +84,11 @@ async def next_sequence(folder: str) -> int:
     """
     client = get_redis()
     if client is None:
-        with _local_lock:
-            _local_sequences[folder] = _local_sequences.get(folder, 0) + 1
-            return _local_sequences[folder]
+        return _next_local_sequence(folder)
     try:
-        return int(await client.incr(key("folder_seq", folder)))
-    except redis.exceptions.RedisError as exc:
+        async with command_deadline():
+            return int(await client.incr(key("folder_seq", folder)))
+    except (redis.exceptions.RedisError, TimeoutError) as exc:
         raise BackendUnavailable("folder sequence unavailable") from exc
 
 
@@ -98,8 +103,9 @@ async def current_sequence(folder: str) -> int:
         with _local_lock:
             return _local_sequences.get(folder, 0)
     try:
-        value = await client.get(key("folder_seq", folder))
-    except redis.exceptions.RedisError as exc:
+        async with command_deadline():
+            value = await client.get(key("folder_seq", folder))
+    except (redis.exceptions.RedisError, TimeoutError) as exc:
         raise BackendUnavailable("folder sequence unavailable") from exc
     return int(value) if value is not None else 0
 
@@ -280,12 +286,10 @@ def next_sequence_sync(folder: str) -> int:
     """
     client = get_sync_redis()
     if client is None:
-        with _local_lock:
-            _local_sequences[folder] = _local_sequences.get(folder, 0) + 1
-            return _local_sequences[folder]
+        return _next_local_sequence(folder)
     try:
         return int(str(client.incr(key("folder_seq", folder))))
-    except redis.exceptions.RedisError as exc:
+    except (redis.exceptions.RedisError, TimeoutError) as exc:
         raise BackendUnavailable("folder sequence unavailable") from exc
 
 

@@ -87,6 +87,13 @@ class ConnectionLimits:
     oversize_close_factor: int = 4
 
 
+#: The :class:`ConnectionLimits` fields read from the ``SECURE_WS`` setting of the same
+#: name in upper case (a consumer class attribute of the field's name overrides it).
+SETTING_LIMITS = tuple(
+    name for name in ConnectionLimits.__dataclass_fields__ if name != "oversize_close_factor"
+)
+
+
 class MessageRateLimiter:
     """The message and byte buckets of one connection."""
 

@@ -155,24 +155,15 @@ def build_asyncapi(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             },
             "bindings": {"ws": {"bindingVersion": "0.1.0"}},
         }
-        operations[f"{channel_id}.receive"] = {
-            "action": "receive",
-            "channel": {"$ref": f"#/channels/{channel_id}"},
-            "summary": "Client messages the server accepts (anything else: unknown_type).",
-            "messages": [
-                {"$ref": f"#/channels/{channel_id}/messages/{r['$ref'].rsplit('/', 1)[1]}"}
-                for r in client_refs
-            ],
-        }
-        operations[f"{channel_id}.send"] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{channel_id}"},
-            "summary": "Messages the server sends.",
-            "messages": [
-                {"$ref": f"#/channels/{channel_id}/messages/{r['$ref'].rsplit('/', 1)[1]}"}
-                for r in server_refs
-            ],
-        }
+        operations[f"{channel_id}.receive"] = _operation(
+            "receive",
+            channel_id,
+            "Client messages the server accepts (anything else: unknown_type).",
+            client_refs,
+        )
+        operations[f"{channel_id}.send"] = _operation(
+            "send", channel_id, "Messages the server sends.", server_refs
+        )
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -200,6 +191,21 @@ def build_asyncapi(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
                 "daphne_code": private_close_code(int(code)),
             }
             for code in CloseCode
+        ],
+    }
+
+
+def _operation(
+    action: str, channel_id: str, summary: str, refs: list[dict[str, str]]
+) -> dict[str, Any]:
+    """An AsyncAPI operation of ``channel_id`` over the messages ``refs`` point to."""
+    return {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel_id}"},
+        "summary": summary,
+        "messages": [
+            {"$ref": f"#/channels/{channel_id}/messages/{ref['$ref'].rsplit('/', 1)[1]}"}
+            for ref in refs
         ],
     }
 
@@ -286,8 +292,12 @@ def render_markdown(document: dict[str, Any]) -> str:
         "## Close codes",
         "",
         "The server always sends an `error` frame with the reason before it closes (daphne",
-        "drops close reasons). daphne can only send 1000 and 3000-4999, so on daphne the",
-        "standard codes arrive as their 4xxx stand-ins (last column).",
+        "drops close reasons). daphne (autobahn) can only send 1000 and 3000-4999, so on",
+        "daphne 1003, 1008, 1009, 1011 and 1013 arrive as 4003, 4008, 4009, 4011 and 4013",
+        "(`4000 + code % 1000`, last column); clients treat each like its 1xxx counterpart.",
+        'A refusal in `REFUSAL_MODE = "close"` always uses the stand-in, on any server.',
+        "Only a message over daphne's own `--websocket-max-message-size` still gets 1009:",
+        "daphne closes it at the protocol level, before the application sees it.",
         "",
         "| code | meaning | client should | on daphne |",
         "| --- | --- | --- | --- |",

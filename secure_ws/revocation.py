@@ -1,19 +1,67 @@
-"""Per-user revocation: group names, kicking live connections, revoked sessions.
+"""Revocation: per-user and per-session groups, kicking live connections, revoked sessions.
 
-Every accepted connection joins :func:`user_group` for its user. Sending
-:data:`REVOKE_EVENT_TYPE` to that group (or to one channel) closes the connection on
-whatever process holds it with 4403 ``revoked``.
+Every accepted connection joins :func:`user_group` for its user, and :func:`session_group`
+when its token carries a ``sid`` claim (the login session). Sending
+:data:`REVOKE_EVENT_TYPE` to a group (or to one channel) closes the connection on whatever
+process holds it with 4403 ``revoked``.
+
+What triggers it, besides the admin's "Disconnect" action:
+
+* a user is deactivated or their password changes (model signals) -> their cached state is
+  dropped on every process and all their connections are kicked;
+* a refresh token is blacklisted by simplejwt's blacklist view (logout) -> its ``sid`` is
+  marked revoked (Redis key living as long as tokens of that session can, plus a database
+  row) so the gate refuses new handshakes with it, and that session's connections, only
+  those, are kicked.
+
+Kicks run after the change is committed (``transaction.on_commit``), so a rolled-back
+change kicks nobody and a reconnect never sees the old state. ``QuerySet.update()`` sends no
+signals: call :func:`revoke_user` yourself after bulk changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models.signals import post_save, pre_save
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rest_framework_simplejwt.serializers import (
+    TokenBlacklistSerializer,
+    TokenObtainPairSerializer,
+)
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from secure_ws.conf import get_settings, register_cache_clearer
+from secure_ws.exceptions import BackendUnavailable
+
+logger = logging.getLogger(__name__)
 
 #: Channel-layer event type a consumer handles by closing with 4403 ``revoked``.
 #: Channels maps it to the consumer method ``secure_ws_revoke``.
 REVOKE_EVENT_TYPE = "secure_ws.revoke"
+
+#: The JWT claim naming the login session; copied from a refresh token into its access tokens.
+SESSION_CLAIM = "sid"
+
+#: Most session ids remembered by the in-process cache (no-Redis fallback).
+MAX_CACHED_SESSIONS = 10000
+
+_background: set[asyncio.Task[None]] = set()
+_session_cache: dict[str, tuple[bool, float]] = {}
 
 
 def user_group(user_id: int | str) -> str:
@@ -33,8 +81,221 @@ async def kick_user(user_id: int | str, reason: str = "revoked") -> None:
         await layer.group_send(user_group(user_id), {"type": REVOKE_EVENT_TYPE, "reason": reason})
 
 
+async def kick_session(session_id: str, reason: str = "revoked") -> None:
+    """Close every live connection opened with tokens of login session ``session_id`` (4403)."""
+    layer: Any = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(
+            session_group(session_id), {"type": REVOKE_EVENT_TYPE, "reason": reason}
+        )
+
+
 async def kick_channel(channel_name: str, reason: str = "revoked") -> None:
     """Close the one live connection behind ``channel_name`` (4403)."""
     layer: Any = get_channel_layer()
     if layer is not None:
         await layer.send(channel_name, {"type": REVOKE_EVENT_TYPE, "reason": reason})
+
+
+def run_kick(kick: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run an async kick from sync code, or schedule it when a loop runs in this thread."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(kick)(*args)
+        return
+    task: asyncio.Task[None] = loop.create_task(kick(*args))  # type: ignore[arg-type]
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+# -- users: deactivation and password change ------------------------------------------
+
+
+def revoke_user(user_id: int | str) -> None:
+    """Drop ``user_id``'s cached state everywhere and close all their connections now.
+
+    Call it after the change is committed (the signal receivers do).
+    """
+    from secure_ws.gate.userstate import invalidate_user_sync
+
+    try:
+        invalidate_user_sync(user_id)
+    except Exception:
+        # The kick still happens; the gate's short cache TTL bounds the window.
+        logger.exception("user-state invalidation failed: user_id=%s", user_id)
+    try:
+        run_kick(kick_user, user_id)
+    except Exception:
+        logger.exception("kick failed: user_id=%s", user_id)
+
+
+def _remember_user_state(sender: Any, instance: Any, **kwargs: Any) -> None:
+    update_fields = kwargs.get("update_fields")
+    if instance.pk is None or instance._state.adding:
+        return
+    if update_fields is not None and not {"is_active", "password"} & set(update_fields):
+        return
+    instance._secure_ws_previous = (
+        sender._default_manager.filter(pk=instance.pk).values("is_active", "password").first()
+    )
+
+
+def _revoke_on_user_change(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    previous = getattr(instance, "_secure_ws_previous", None)
+    instance._secure_ws_previous = None
+    if created or previous is None:
+        return
+    deactivated = previous["is_active"] and not instance.is_active
+    password_changed = previous["password"] != instance.password
+    if deactivated or password_changed:
+        user_id = instance.pk
+        transaction.on_commit(lambda: revoke_user(user_id))
+
+
+pre_save.connect(
+    _remember_user_state, sender=settings.AUTH_USER_MODEL, dispatch_uid="secure_ws.user_pre"
+)
+post_save.connect(
+    _revoke_on_user_change, sender=settings.AUTH_USER_MODEL, dispatch_uid="secure_ws.user_post"
+)
+
+
+# -- login sessions: the sid claim and logout ----------------------------------------
+
+
+class SessionRefreshToken(RefreshToken):
+    """A refresh token that carries a new login-session id in its ``sid`` claim.
+
+    simplejwt copies refresh claims into the access tokens it mints (``access_token``), and
+    rotation keeps them, so every access token of one login carries the same ``sid``.
+    """
+
+    @classmethod
+    def for_user(cls, user: Any) -> SessionRefreshToken:
+        """Return a refresh token for ``user`` with a fresh ``sid``."""
+        token = super().for_user(user)
+        token[SESSION_CLAIM] = uuid.uuid4().hex
+        return token  # type: ignore[return-value]
+
+
+class SessionTokenObtainPairSerializer(TokenObtainPairSerializer):
+    """``TOKEN_OBTAIN_SERIALIZER`` that issues :class:`SessionRefreshToken` pairs."""
+
+    token_class = SessionRefreshToken
+
+
+class SessionTokenBlacklistSerializer(TokenBlacklistSerializer):
+    """``TOKEN_BLACKLIST_SERIALIZER`` that also revokes the refresh token's login session."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[Any, Any]:
+        """Blacklist the refresh token, then revoke its ``sid`` (logout)."""
+        refresh = self.token_class(attrs["refresh"])
+        # simplejwt's own serializer tolerates a blacklist app that is not installed.
+        with contextlib.suppress(AttributeError):
+            refresh.blacklist()
+        session_id = refresh.get(SESSION_CLAIM)
+        if isinstance(session_id, str) and session_id and get_settings().REVOKE_ON_LOGOUT:
+            revoke_session(session_id, refresh.get(jwt_settings.USER_ID_CLAIM))
+        return {}
+
+
+def _session_ttl() -> int:
+    lifetime: timedelta = jwt_settings.REFRESH_TOKEN_LIFETIME + jwt_settings.ACCESS_TOKEN_LIFETIME
+    return max(1, int(lifetime.total_seconds()))
+
+
+def _session_key(session_id: str) -> str:
+    from secure_ws.state import key
+
+    return key("revoked_sid", session_id)
+
+
+def revoke_session(session_id: str, user_id: Any = None) -> None:
+    """Refuse every token of login session ``session_id`` and close its connections.
+
+    The database row is written in the caller's transaction; the Redis mark and the kick
+    follow the commit.
+    """
+    from secure_ws.audit.models import RevokedSession
+
+    expires = timezone.now() + timedelta(seconds=_session_ttl())
+    RevokedSession.objects.update_or_create(
+        session_id=session_id[:64],
+        defaults={"expires_at": expires, "user_id": _as_user_id(user_id)},
+    )
+    transaction.on_commit(lambda: _after_session_revoked(session_id))
+
+
+def _as_user_id(user_id: Any) -> int | None:
+    try:
+        return int(user_id)
+    except (TypeError, ValueError):
+        return None
+
+
+def _after_session_revoked(session_id: str) -> None:
+    from secure_ws.state import get_sync_redis
+
+    _session_cache[session_id] = (True, time.monotonic())
+    client = get_sync_redis()
+    if client is not None:
+        try:
+            client.set(_session_key(session_id), "1", ex=_session_ttl())
+        except Exception:
+            logger.exception("could not mark a revoked session in Redis")
+    try:
+        run_kick(kick_session, session_id)
+    except Exception:
+        logger.exception("kick of a revoked session failed")
+
+
+def _revoked_in_database(session_id: str) -> bool:
+    from secure_ws.audit.models import RevokedSession
+
+    return RevokedSession.objects.filter(
+        session_id=session_id, expires_at__gt=timezone.now()
+    ).exists()
+
+
+async def is_session_revoked(session_id: str) -> bool:
+    """Return whether login session ``session_id`` was logged out.
+
+    With Redis: one ``EXISTS`` (no database on the handshake). Without: the database,
+    cached in-process for ``USER_CACHE_TTL`` seconds (revocations on this process are seen
+    at once).
+
+    Raises:
+        BackendUnavailable: when Redis or the database cannot answer (fail closed).
+    """
+    from secure_ws.state import command_deadline, get_redis
+
+    client = get_redis()
+    if client is not None:
+        try:
+            async with command_deadline():
+                found: int = await client.exists(_session_key(session_id))
+                return found > 0
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailable("session revocation: Redis unavailable") from exc
+    ttl = get_settings().USER_CACHE_TTL
+    cached = _session_cache.get(session_id)
+    now = time.monotonic()
+    if cached is not None and (cached[0] or now - cached[1] < ttl):
+        return cached[0]
+    try:
+        revoked: bool = await database_sync_to_async(_revoked_in_database)(session_id)
+    except DatabaseError as exc:
+        raise BackendUnavailable("session revocation: database unavailable") from exc
+    if len(_session_cache) >= MAX_CACHED_SESSIONS:
+        _session_cache.pop(next(iter(_session_cache)))
+    _session_cache[session_id] = (revoked, now)
+    return revoked
+
+
+def clear_session_cache() -> None:
+    """Forget the in-process session cache (tests, and ``setting_changed``)."""
+    _session_cache.clear()
+
+
+register_cache_clearer(clear_session_cache)

@@ -49,6 +49,12 @@ def _record(user_id: str, origin: str) -> str:
     return json.dumps({"user_id": user_id, "origin": origin})
 
 
+def _new_ticket(user_id: int | str, origin: str) -> tuple[str, str, int]:
+    """Return a fresh ticket value, the record stored for it and its lifetime in seconds."""
+    ticket = secrets.token_urlsafe(TICKET_BYTES)
+    return ticket, _record(str(user_id), origin), get_settings().TICKET_TTL
+
+
 def _store_local(ticket: str, record: str, ttl: int) -> None:
     _prune_local()
     _local_tickets[_ticket_key(ticket)] = (time.monotonic() + ttl, record)
@@ -63,9 +69,7 @@ async def issue_ticket(user_id: int | str, origin: str) -> str:
     Raises:
         BackendUnavailable: Redis is configured but could not store the ticket.
     """
-    ticket = secrets.token_urlsafe(TICKET_BYTES)
-    ttl = get_settings().TICKET_TTL
-    record = _record(str(user_id), origin)
+    ticket, record, ttl = _new_ticket(user_id, origin)
     client = get_redis()
     if client is None:
         _store_local(ticket, record, ttl)
@@ -80,9 +84,7 @@ async def issue_ticket(user_id: int | str, origin: str) -> str:
 
 def issue_ticket_sync(user_id: int | str, origin: str) -> str:
     """Synchronous form of :func:`issue_ticket`, for views running in a worker thread."""
-    ticket = secrets.token_urlsafe(TICKET_BYTES)
-    ttl = get_settings().TICKET_TTL
-    record = _record(str(user_id), origin)
+    ticket, record, ttl = _new_ticket(user_id, origin)
     client = get_sync_redis()
     if client is None:
         _store_local(ticket, record, ttl)

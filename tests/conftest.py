@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,64 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     ]
     if missing:
         pytest.exit(f"required services are not reachable: {', '.join(missing)}", returncode=3)
+
+
+#: The shape of the per-run prefix that tests/settings.py generates; only such a prefix is
+#: ever cleaned up, so a developer's own ``SECURE_WS_KEY_PREFIX`` keys are never touched.
+RUN_KEY_PREFIX = re.compile(r"swtest-[0-9a-f]{12}")
+#: Bounds of the clean-up: keys per SCAN step and per UNLINK, and SCAN steps at most.
+CLEANUP_BATCH = 500
+CLEANUP_MAX_STEPS = 2000
+
+
+def delete_run_keys(client: redis.Redis, prefix: str) -> int:
+    """UNLINK every key under ``prefix`` (this run's ``KEY_PREFIX``); return how many.
+
+    SCAN, never KEYS, so a shared Redis is not blocked; the glob characters of the prefix
+    are escaped so that the pattern matches this run's keys and nothing else.
+    """
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+    deleted = 0
+    cursor = 0
+    for _ in range(CLEANUP_MAX_STEPS):
+        cursor, keys = client.scan(cursor=cursor, match=pattern, count=CLEANUP_BATCH)
+        if keys:
+            deleted += int(client.unlink(*keys))
+        if cursor == 0:
+            break
+    return deleted
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete this run's Redis keys (``folder_seq``, caps, tickets, ...) when the run ends."""
+    if not settings.configured:
+        return
+    prefix = str(getattr(settings, "SECURE_WS", {}).get("KEY_PREFIX", ""))
+    if not RUN_KEY_PREFIX.fullmatch(prefix):
+        return
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        try:
+            delete_run_keys(client, prefix)
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        warnings.warn(f"could not delete this run's Redis keys: {exc}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Stop this process's audit writer before the test database is dropped.
+
+    Its background thread may hold a connection mid-flush, and PostgreSQL refuses to drop a
+    database that is in use.
+    """
+    yield
+    from secure_ws.audit.writer import get_writer
+
+    if get_writer.cache_info().currsize:
+        with django_db_blocker.unblock():
+            get_writer().stop()
 
 
 @pytest.fixture

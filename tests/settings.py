@@ -12,6 +12,8 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECURE_WS_KEY_PREFIX", f"swtest-{uuid.uuid4().hex[:12]}")
 os.environ.setdefault("DEBUG", "0")
+# The test client speaks plain HTTP: no HTTPS redirect (production default is on).
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 # Every test connects from 127.0.0.1 and the daphne processes share this run's Redis
 # prefix: a production-sized handshake bucket would throttle the suite itself. The gate's
 # throttle tests set their own rates.

@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 from django.test import override_settings
 from pydantic import StringConstraints
 
-from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
+from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
 from secure_ws.consumers import SecureJsonWebsocketConsumer
 from secure_ws.messages import ClientMessage, EmptyPayload, Schema, message_handler
@@ -107,7 +107,7 @@ class RecordingSink:
 @pytest.fixture
 def audit(monkeypatch: pytest.MonkeyPatch) -> RecordingSink:
     sink = RecordingSink()
-    monkeypatch.setattr("secure_ws.consumers.get_audit_sink", lambda: sink)
+    monkeypatch.setattr("secure_ws.base_consumer.get_audit_sink", lambda: sink)
     monkeypatch.setattr("secure_ws.gate.refusal.get_audit_sink", lambda: sink)
     return sink
 
@@ -180,7 +180,8 @@ async def test_refusal_in_close_mode_sends_the_reason_before_the_close_code() ->
         assert accept["type"] == "websocket.accept"
         frame, close = await error_then_close(comm)
     assert frame["payload"]["code"] == Reason.SUBPROTOCOL_REQUIRED
-    assert close["code"] == CloseCode.POLICY_VIOLATION
+    # Like a gate refusal: the 4xxx stand-in that daphne can send (1008 -> 4008).
+    assert close["code"] == private_close_code(CloseCode.POLICY_VIOLATION) == 4008
 
 
 # ---------------------------------------------------------------------- dispatch
@@ -633,7 +634,7 @@ async def test_a_failing_audit_sink_or_signal_receiver_never_stops_the_connectio
     def broken_receiver(**kwargs: Any) -> None:
         raise RuntimeError("receiver bug")
 
-    monkeypatch.setattr("secure_ws.consumers.get_audit_sink", BrokenSink)
+    monkeypatch.setattr("secure_ws.base_consumer.get_audit_sink", BrokenSink)
     signals.connection_accepted.connect(broken_receiver)
     signals.security_event.connect(broken_receiver)
     try:
@@ -645,3 +646,49 @@ async def test_a_failing_audit_sink_or_signal_receiver_never_stops_the_connectio
     finally:
         signals.connection_accepted.disconnect(broken_receiver)
         signals.security_event.disconnect(broken_receiver)
+
+
+# ---------------------------------------------------------------------- traffic verdicts
+
+
+def traffic_with(**overrides: Any) -> Any:
+    from secure_ws.limits import ConnectionLimits
+    from secure_ws.traffic import ConnectionTraffic
+
+    limits: dict[str, Any] = {
+        "max_message_bytes": 100,
+        "max_json_depth": 8,
+        "allow_binary": False,
+        "message_rate": 0.001,
+        "message_burst": 2,
+        "byte_rate": 10_000,
+        "rate_limit_close_after": 3,
+        "violation_limit": 2,
+        "violation_window": 60.0,
+        "idle_timeout": None,
+        "token_expiry_warning": 0.0,
+    }
+    return ConnectionTraffic(ConnectionInfo(), ConnectionLimits(**{**limits, **overrides}))
+
+
+def test_traffic_answers_a_slightly_large_frame_and_closes_on_a_far_larger_one() -> None:
+    traffic = traffic_with()
+    just_over = traffic.received(101)
+    assert just_over.rejection is not None
+    assert just_over.rejection.code == ErrorCode.TOO_LARGE
+    assert traffic.received(401).close == (CloseCode.MESSAGE_TOO_BIG, Reason.TOO_LARGE)
+    assert (traffic.info.messages_in, traffic.info.bytes_in) == (2, 502)
+
+
+def test_traffic_counts_one_violation_per_rate_limited_streak_then_closes_4429() -> None:
+    traffic = traffic_with()
+    assert traffic.received(10).admitted
+    assert traffic.received(10).admitted
+    first, second = traffic.received(10), traffic.received(10)
+    assert first.rejection is not None
+    assert first.rejection.code == ErrorCode.RATE_LIMITED
+    assert (first.violation, second.violation) == (True, False)
+    assert traffic.received(10).close == (CloseCode.RATE_LIMITED, Reason.RATE_LIMITED)
+    assert not traffic.violation()
+    assert traffic.violation()
+    assert traffic.info.violations == 2

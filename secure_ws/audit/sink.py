@@ -58,7 +58,8 @@ def log_audit_line(event: str, info: ConnectionInfo, **extra: object) -> None:
         "event": event,
         "connection_id": info.connection_id,
         "client_ip": info.client_ip,
-        "path": info.path,
+        # ASGI paths carry no query string; strip one anyway, it may hold a token.
+        "path": info.path.split("?", 1)[0],
         "origin": info.origin,
         "auth_method": info.auth_method.value,
         "user_id": info.user_id,

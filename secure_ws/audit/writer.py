@@ -25,43 +25,36 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
-import os
-import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 
 from secure_ws import metrics
 from secure_ws.audit.sink import log_audit_line
+from secure_ws.audit.storage import (
+    SERVER_ID,
+    PendingRecord,
+    audit_alias,
+    bump_row,
+    write_batch,
+)
 from secure_ws.codes import Outcome, Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import MAX_USER_AGENT_CHARS, ConnectionInfo
 
 logger = logging.getLogger(__name__)
-
-RecordKind = Literal["open", "refuse", "close", "event"]
-
-#: Identity of this process, stored in every row (which process held a connection).
-SERVER_ID = f"{socket.gethostname()[:100]}:{os.getpid()}"
-
-
-@dataclass
-class PendingRecord:
-    """One buffered audit record: a snapshot, so later changes to the info do not leak in."""
-
-    kind: RecordKind
-    at: float
-    fields: dict[str, Any]
-    event_kind: str = ""
-    detail: str = ""
 
 
 @dataclass
@@ -104,10 +97,6 @@ def _snapshot(info: ConnectionInfo) -> dict[str, Any]:
     }
 
 
-def _dt(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=UTC)
-
-
 def _short_hash(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -143,6 +132,10 @@ class AuditWriter:
         bucket = (info.client_ip, reason.value, int(now // 60))
         with self._lock:
             seen = self._minute_counts.get(bucket, 0) + 1
+            if seen == 1 and len(self._minute_counts) >= get_settings().AUDIT_BUFFER_SIZE:
+                # Too many distinct sources this minute to track: aggregate at once.
+                self._aggregate_locked(bucket, info)
+                return
             self._minute_counts[bucket] = seen
             if seen > get_settings().AUDIT_AGGREGATE_THRESHOLD:
                 self._aggregate_locked(bucket, info)
@@ -266,7 +259,7 @@ class AuditWriter:
             finally:
                 # Hold no idle connection: a database restart or a test database drop
                 # must not trip over this thread.
-                connection.close()
+                connections[audit_alias()].close()
 
     def stop(self) -> None:
         """Stop the background flusher (after one last flush)."""
@@ -283,7 +276,8 @@ class AuditWriter:
         On failure the unwritten records stay in the buffer (in order) for the next flush.
         """
         with self._flush_lock:
-            close_old_connections()
+            if not connections[audit_alias()].in_atomic_block:
+                close_old_connections()
             ok = True
             while ok:
                 with self._lock:
@@ -302,134 +296,76 @@ class AuditWriter:
 
     def _write_or_requeue(self, batch: list[PendingRecord]) -> bool:
         try:
-            with transaction.atomic():
-                self._write_batch(batch)
-        except DatabaseError:
-            self._database_failed()
+            with transaction.atomic(using=audit_alias()):
+                write_batch(batch)
+        except (OperationalError, InterfaceError) as exc:
+            # The database is unreachable: keep everything, in order, for the next flush.
+            self._database_failed(exc)
+            with self._lock:
+                self._pending.extendleft(reversed(batch))
+            return False
+        except DatabaseError as exc:
+            # The database refused the data itself: a poison record must not block the
+            # buffer forever. Write one by one; only the records it refuses are lost
+            # (and counted).
+            logger.error(
+                "audit batch refused (%s); writing it record by record", type(exc).__name__
+            )
+            return self._write_one_by_one(batch)
+        except Exception as exc:
+            # Anything else (misconfiguration, a blocked connection): keep the records.
+            self._database_failed(exc)
             with self._lock:
                 self._pending.extendleft(reversed(batch))
             return False
         self._database_ok()
         return True
 
-    def _database_failed(self) -> None:
+    def _write_one_by_one(self, batch: list[PendingRecord]) -> bool:
+        for index, record in enumerate(batch):
+            try:
+                with transaction.atomic(using=audit_alias()):
+                    write_batch([record])
+            except (OperationalError, InterfaceError) as exc:
+                self._database_failed(exc)
+                with self._lock:
+                    self._pending.extendleft(reversed(batch[index:]))
+                return False
+            except DatabaseError as exc:
+                metrics.AUDIT_WRITE_FAILURES.inc()
+                with self._lock:
+                    self._lose_locked(record)
+                logger.error(
+                    "audit record refused by the database (%s): connection_id=%s",
+                    type(exc).__name__,
+                    record.fields.get("connection_id", ""),
+                )
+            except Exception as exc:
+                self._database_failed(exc)
+                with self._lock:
+                    self._pending.extendleft(reversed(batch[index:]))
+                return False
+        self._database_ok()
+        return True
+
+    def _database_failed(self, exc: Exception) -> None:
         metrics.AUDIT_WRITE_FAILURES.inc()
         if not self._failing:
-            logger.warning("audit database write failed; records kept in the buffer")
+            # The exception type only: a driver message may quote parameters.
+            logger.warning(
+                "audit database write failed (%s); records kept in the buffer",
+                type(exc).__name__,
+            )
         self._failing = True
-        connection.close()
+        db = connections[audit_alias()]
+        if not db.in_atomic_block:
+            # Reconnect on the next flush (a restarted database drops our socket).
+            db.close()
 
     def _database_ok(self) -> None:
         if self._failing:
             logger.warning("audit database is back; buffered records written")
         self._failing = False
-
-    def _write_batch(self, batch: list[PendingRecord]) -> None:
-        from secure_ws.audit.models import ConnectionRecord, SecurityEvent
-
-        created: dict[str, ConnectionRecord] = {}
-        closes: list[PendingRecord] = []
-        events: list[PendingRecord] = []
-        for record in batch:
-            if record.kind in ("open", "refuse"):
-                created[record.fields["connection_id"]] = self._new_row(record)
-            elif record.kind == "close":
-                row = created.get(record.fields["connection_id"])
-                if row is not None:
-                    self._apply_close(row, record)
-                else:
-                    closes.append(record)
-            else:
-                events.append(record)
-        ConnectionRecord.objects.bulk_create(created.values(), ignore_conflicts=False)
-        if closes:
-            existing = ConnectionRecord.objects.in_bulk(
-                [c.fields["connection_id"] for c in closes], field_name="connection_id"
-            )
-            updated: list[ConnectionRecord] = []
-            for record in closes:
-                row = existing.get(record.fields["connection_id"])
-                if row is None:
-                    # The open went to an earlier process or was pruned: keep the close.
-                    row = self._new_row(PendingRecord("open", record.at, record.fields))
-                    self._apply_close(row, record)
-                    row.save()
-                    continue
-                self._apply_close(row, record)
-                updated.append(row)
-            ConnectionRecord.objects.bulk_update(updated, self._close_fields)
-        if events:
-            ids = {e.fields["connection_id"] for e in events}
-            rows = {cid: row.pk for cid, row in created.items() if cid in ids}
-            missing = ids - rows.keys()
-            if missing:
-                rows.update(
-                    ConnectionRecord.objects.filter(connection_id__in=missing).values_list(
-                        "connection_id", "pk"
-                    )
-                )
-            SecurityEvent.objects.bulk_create(
-                SecurityEvent(
-                    record_id=rows[e.fields["connection_id"]],
-                    kind=e.event_kind,
-                    detail=e.detail,
-                    created_at=_dt(e.at),
-                )
-                for e in events
-                if e.fields["connection_id"] in rows
-            )
-            for e in events:
-                if e.fields["connection_id"] not in rows:
-                    logger.warning(
-                        "security event without a connection record: connection_id=%s",
-                        e.fields["connection_id"],
-                    )
-
-    _close_fields = (
-        "closed_at",
-        "duration",
-        "close_code",
-        "messages_in",
-        "messages_out",
-        "bytes_in",
-        "bytes_out",
-        "violations",
-        "channel_name",
-    )
-
-    @staticmethod
-    def _new_row(record: PendingRecord) -> Any:
-        from secure_ws.audit.models import ConnectionRecord
-
-        f = record.fields
-        accepted = record.kind == "open"
-        return ConnectionRecord(
-            connection_id=f["connection_id"],
-            user_id=f["user_id"],
-            username=f["username"],
-            client_ip=f["client_ip"],
-            origin=f["origin"],
-            user_agent=f["user_agent"],
-            path=f["path"],
-            auth_method=f["auth_method"],
-            outcome=Outcome.ACCEPTED.value if accepted else Outcome.REFUSED.value,
-            reason="" if accepted else f.get("reason", ""),
-            opened_at=_dt(f["opened_at"]),
-            closed_at=None if accepted else _dt(record.at),
-            server=SERVER_ID,
-            channel_name=f["channel_name"],
-        )
-
-    @staticmethod
-    def _apply_close(row: Any, record: PendingRecord) -> None:
-        f = record.fields
-        row.closed_at = _dt(record.at)
-        row.duration = max(0.0, record.at - f["opened_at"])
-        row.close_code = f["close_code"]
-        for name in ("messages_in", "messages_out", "bytes_in", "bytes_out", "violations"):
-            setattr(row, name, f[name])
-        if f["channel_name"]:
-            row.channel_name = f["channel_name"]
 
     def _write_counters(self) -> bool:
         """Write the aggregated refusals and the lost-record count; requeue on failure."""
@@ -440,9 +376,9 @@ class AuditWriter:
         if not aggregates and not lost.attempts and not lost.other:
             return True
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=audit_alias()):
                 for (ip, reason, minute), entry in aggregates.items():
-                    self._bump_row(
+                    bump_row(
                         f"agg-{minute}-{_short_hash(SERVER_ID, ip, reason)}",
                         entry.count,
                         client_ip=ip,
@@ -458,7 +394,7 @@ class AuditWriter:
                     from secure_ws.audit.models import OUTCOME_UNRECORDED
 
                     minute = int(time.time() // 60)
-                    self._bump_row(
+                    bump_row(
                         f"lost-{minute}-{_short_hash(SERVER_ID)}",
                         lost.attempts,
                         client_ip="",
@@ -469,8 +405,8 @@ class AuditWriter:
                         note="attempts not recorded: audit buffer full "
                         "(violations = close/event records lost)",
                     )
-        except DatabaseError:
-            self._database_failed()
+        except (DatabaseError, InterfaceError) as exc:
+            self._database_failed(exc)
             with self._lock:
                 for bucket, entry in aggregates.items():
                     current = self._aggregates.setdefault(bucket, _Aggregate())
@@ -482,55 +418,11 @@ class AuditWriter:
         self._database_ok()
         return True
 
-    @staticmethod
-    def _bump_row(
-        connection_id: str,
-        count: int,
-        *,
-        client_ip: str,
-        reason: str,
-        minute: int,
-        outcome: str,
-        note: str,
-        origin: str = "",
-        path: str = "",
-        user_agent: str = "",
-        violations: int = 0,
-    ) -> None:
-        from secure_ws.audit.models import ConnectionRecord
-
-        updated = ConnectionRecord.objects.filter(connection_id=connection_id).update(
-            count=F("count") + count, violations=F("violations") + violations
-        )
-        if not updated:
-            ConnectionRecord.objects.create(
-                connection_id=connection_id,
-                client_ip=client_ip,
-                origin=origin,
-                path=path,
-                user_agent=user_agent,
-                outcome=outcome,
-                reason=reason,
-                opened_at=_dt(minute * 60),
-                closed_at=_dt(minute * 60),
-                count=count,
-                violations=violations,
-                aggregated=True,
-                note=note[:255],
-                server=SERVER_ID,
-            )
-
     def _prune_minute_counts(self) -> None:
         current = int(time.time() // 60)
         with self._lock:
             for bucket in [b for b in self._minute_counts if b[2] < current - 1]:
                 del self._minute_counts[bucket]
-
-
-def pending_records(writer: AuditWriter) -> Iterable[PendingRecord]:
-    """Return a copy of the records waiting in ``writer``'s buffer (for tests and admin)."""
-    with writer._lock:
-        return list(writer._pending)
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from typing import Any
 
 from secure_ws import signals
 from secure_ws.audit.sink import get_audit_sink
-from secure_ws.codes import APP_SUBPROTOCOL
+from secure_ws.codes import APP_SUBPROTOCOL, private_close_code
 from secure_ws.conf import get_settings
 from secure_ws.connection import get_connection_info
 from secure_ws.exceptions import Refused
@@ -72,7 +72,8 @@ async def refuse(
         await send(
             {
                 "type": "websocket.close",
-                "code": int(refusal.close_code),
+                # daphne (autobahn) cannot send 1xxx codes but 1000: use the 4xxx stand-in.
+                "code": private_close_code(int(refusal.close_code)),
                 "reason": refusal.reason.value,
             }
         )

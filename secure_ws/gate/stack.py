@@ -60,6 +60,7 @@ class UnknownRouteMiddleware:
 
     Channels' ``URLRouter`` raises ``ValueError`` for an unknown path, which daphne turns
     into a 500 and an error-level traceback (channels#2147): log noise an attacker controls.
+    An error raised after the connection was answered is never swallowed.
     """
 
     def __init__(self, application: ASGIApp) -> None:
@@ -72,68 +73,45 @@ class UnknownRouteMiddleware:
         progress = _Progress(receive, send)
         try:
             await self.application(scope, progress.receive, progress.send)
-        except (ValueError, Resolver404) as exc:
-            if progress.answered or not str(exc).startswith("No route found"):
-                raise
-            await refuse(
-                scope,
-                receive,
-                send,
-                Refused(Reason.UNKNOWN_ROUTE, "no route for path"),
-                connect_received=progress.connect_received,
-            )
-
-
-class HandshakeGuardMiddleware:
-    """Refuse cleanly whatever goes wrong before ``websocket.accept``: never a 500.
-
-    An unknown path (Channels' ``URLRouter`` raises ``ValueError``, which daphne turns into
-    a 500 and an error-level traceback, channels#2147) becomes an ``unknown_route``
-    refusal with one log line; any other unexpected error before the connection was
-    answered becomes a ``server_error`` refusal (logged with its traceback: that one is a
-    bug, not hostile input). One wrapper, outermost, so messages of an open connection pass
-    through a single extra layer.
-    """
-
-    def __init__(self, application: ASGIApp) -> None:
-        self.application = application
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope.get("type") != "websocket":
-            await self.application(scope, receive, send)
-            return
-        progress = _Progress(receive, send)
-        try:
-            await self.application(scope, progress.receive, progress.send)
-        except Refused as refusal:
-            # A step or an application raised instead of refusing itself: still one refusal.
-            if progress.answered:
+        except Exception as exc:
+            refusal = None if progress.answered else self.refusal_for(exc, scope)
+            if refusal is None:
                 raise
             await refuse(scope, receive, send, refusal, connect_received=progress.connect_received)
-        except (ValueError, Resolver404) as exc:
-            if progress.answered or not str(exc).startswith("No route found"):
-                raise
-            await refuse(
-                scope,
-                receive,
-                send,
-                Refused(Reason.UNKNOWN_ROUTE, "no route for path"),
-                connect_received=progress.connect_received,
-            )
-        except Exception:
-            if progress.answered:
-                raise
-            logger.exception(
-                "unexpected error before accept, connection_id=%s",
-                get_connection_info(scope).connection_id,
-            )
-            await refuse(
-                scope,
-                receive,
-                send,
-                Refused(Reason.SERVER_ERROR, "unexpected error before accept"),
-                connect_received=progress.connect_received,
-            )
+
+    def refusal_for(self, exc: Exception, scope: Scope) -> Refused | None:
+        """Return the refusal for ``exc`` raised before the handshake was answered.
+
+        Called inside the ``except`` block. Return ``None`` to let ``exc`` propagate.
+        """
+        if isinstance(exc, (ValueError, Resolver404)) and str(exc).startswith("No route found"):
+            return Refused(Reason.UNKNOWN_ROUTE, "no route for path")
+        return None
+
+
+class HandshakeGuardMiddleware(UnknownRouteMiddleware):
+    """Refuse cleanly whatever goes wrong before ``websocket.accept``: never a 500.
+
+    An unknown path becomes an ``unknown_route`` refusal with one log line (see
+    :class:`UnknownRouteMiddleware`); a :class:`~secure_ws.exceptions.Refused` raised by a
+    step or an application is refused as such; any other unexpected error before the
+    connection was answered becomes a ``server_error`` refusal (logged with its
+    traceback: that one is a bug, not hostile input). One wrapper, outermost, so messages
+    of an open connection pass through a single extra layer.
+    """
+
+    def refusal_for(self, exc: Exception, scope: Scope) -> Refused | None:
+        """Return ``exc`` itself, the unknown-route refusal, or a ``server_error`` one."""
+        if isinstance(exc, Refused):
+            return exc
+        unknown_route = super().refusal_for(exc, scope)
+        if unknown_route is not None:
+            return unknown_route
+        logger.exception(
+            "unexpected error before accept, connection_id=%s",
+            get_connection_info(scope).connection_id,
+        )
+        return Refused(Reason.SERVER_ERROR, "unexpected error before accept")
 
 
 def secure_websocket(inner: ASGIApp) -> ASGIApp:

@@ -63,13 +63,19 @@ def current_token_backend() -> Any:
 register_cache_clearer(current_token_backend.cache_clear)
 
 
-@lru_cache(maxsize=1)
-def _access_token_class() -> Any:
-    from rest_framework_simplejwt.tokens import AccessToken
+@lru_cache(maxsize=2)
+def _current_token_class(name: str) -> Any:
+    """simplejwt's token class ``name``, verified with the current settings' backend.
 
-    class CurrentAccessToken(AccessToken):
-        """simplejwt's AccessToken, verified with the current settings' backend."""
+    simplejwt binds its class-level ``token_backend`` at import (simplejwt#58); this
+    subclass reads :func:`current_token_backend` instead, so ``override_settings`` reaches
+    it. The sliding token keeps its blacklist check.
+    """
+    from rest_framework_simplejwt import tokens
 
+    base = getattr(tokens, name)
+
+    class CurrentToken(base):  # type: ignore[valid-type,misc]
         @property
         def token_backend(self) -> Any:
             return current_token_backend()
@@ -77,24 +83,8 @@ def _access_token_class() -> Any:
         def get_token_backend(self) -> Any:
             return current_token_backend()
 
-    return CurrentAccessToken
-
-
-@lru_cache(maxsize=1)
-def _sliding_token_class() -> Any:
-    from rest_framework_simplejwt.tokens import SlidingToken
-
-    class CurrentSlidingToken(SlidingToken):
-        """simplejwt's SlidingToken (blacklist check included), with the current backend."""
-
-        @property
-        def token_backend(self) -> Any:
-            return current_token_backend()
-
-        def get_token_backend(self) -> Any:
-            return current_token_backend()
-
-    return CurrentSlidingToken
+    CurrentToken.__name__ = CurrentToken.__qualname__ = f"Current{name}"
+    return CurrentToken
 
 
 def sliding_tokens_enabled() -> bool:
@@ -108,25 +98,30 @@ def sliding_tokens_enabled() -> bool:
     )
 
 
-def _decode_sliding(raw_token: str) -> Any:
-    """Decode a sliding token; runs in a worker thread: the blacklist check reads the DB."""
+def _decode(raw_token: str, *, sliding: bool = False) -> Any:
+    """Decode ``raw_token`` as an access (or sliding) token, translating every failure.
+
+    A sliding token checks the blacklist, which reads the database: decode those in a
+    worker thread (:func:`_decode_any` does).
+    """
     from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 
+    label = "sliding token" if sliding else "access token"
     try:
-        return _sliding_token_class()(raw_token)
+        return _current_token_class("SlidingToken" if sliding else "AccessToken")(raw_token)
     except ExpiredTokenError as exc:
-        raise Refused(Reason.TOKEN_EXPIRED, "sliding token expired") from exc
+        raise Refused(Reason.TOKEN_EXPIRED, f"{label} expired") from exc
     except TokenError as exc:
-        raise Refused(Reason.CREDENTIALS_INVALID, "sliding token rejected by simplejwt") from exc
+        raise Refused(Reason.CREDENTIALS_INVALID, f"{label} rejected by simplejwt") from exc
     except DatabaseError as exc:
         raise BackendUnavailable("token blacklist unavailable") from exc
     except Exception as exc:  # hostile input must never become a traceback
         raise Refused(
-            Reason.CREDENTIALS_INVALID, f"malformed sliding token ({type(exc).__name__})"
+            Reason.CREDENTIALS_INVALID, f"malformed {label} ({type(exc).__name__})"
         ) from exc
 
 
-_decode_sliding_async = database_sync_to_async(_decode_sliding)
+_decode_async = database_sync_to_async(_decode)
 
 
 async def _decode_any(raw_token: str) -> Any:
@@ -136,22 +131,7 @@ async def _decode_any(raw_token: str) -> Any:
     except Refused as refusal:
         if refusal.reason is not Reason.CREDENTIALS_INVALID or not sliding_tokens_enabled():
             raise
-    return await _decode_sliding_async(raw_token)
-
-
-def _decode(raw_token: str) -> Any:
-    from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
-
-    try:
-        return _access_token_class()(raw_token)
-    except ExpiredTokenError as exc:
-        raise Refused(Reason.TOKEN_EXPIRED, "access token expired") from exc
-    except TokenError as exc:
-        raise Refused(Reason.CREDENTIALS_INVALID, "access token rejected by simplejwt") from exc
-    except Exception as exc:  # hostile input must never become a traceback
-        raise Refused(
-            Reason.CREDENTIALS_INVALID, f"malformed access token ({type(exc).__name__})"
-        ) from exc
+    return await _decode_async(raw_token, sliding=True)
 
 
 async def _check_session(session_id: str) -> None:

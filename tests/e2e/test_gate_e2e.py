@@ -18,10 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from secure_ws.codes import APP_SUBPROTOCOL, Reason
+from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason, private_close_code
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("demo_users")]
 
@@ -93,6 +94,15 @@ def _read(request: urllib.request.Request) -> bytes:
         return bytes(response.read())
 
 
+def ticket_request(server: Any, token: str, origin: str) -> urllib.request.Request:
+    """``POST /api/ws-ticket/`` as a logged-in page on ``origin`` sends it."""
+    return urllib.request.Request(
+        server.http_url + "/api/ws-ticket/",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Origin": origin},
+    )
+
+
 @pytest.fixture
 def server(daphne_server: Callable[..., Any]) -> Any:
     return daphne_server(application=APP)
@@ -133,14 +143,7 @@ async def test_subprotocol_token_without_origin_is_refused(
 async def test_ticket_works_once_and_only_once(
     server: Any, demo_users: dict[str, Any], token_for: Any
 ) -> None:
-    request = urllib.request.Request(
-        server.http_url + "/api/ws-ticket/",
-        method="POST",
-        headers={
-            "Authorization": f"Bearer {token_for(demo_users['carol'])}",
-            "Origin": server.origin,
-        },
-    )
+    request = ticket_request(server, token_for(demo_users["carol"]), server.origin)
     body = await asyncio.to_thread(_read, request)
     ticket = json.loads(body)["ticket"]
     async with await open_ws(server, f"{PATH}?ticket={ticket}") as conn:
@@ -154,14 +157,7 @@ async def test_ticket_works_once_and_only_once(
 async def test_ticket_endpoint_refuses_a_foreign_origin(
     server: Any, demo_users: dict[str, Any], token_for: Any
 ) -> None:
-    request = urllib.request.Request(
-        server.http_url + "/api/ws-ticket/",
-        method="POST",
-        headers={
-            "Authorization": f"Bearer {token_for(demo_users['carol'])}",
-            "Origin": "http://evil.example",
-        },
-    )
+    request = ticket_request(server, token_for(demo_users["carol"]), "http://evil.example")
     with pytest.raises(urllib.error.HTTPError) as caught:
         await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=10))
     caught.value.close()
@@ -243,7 +239,8 @@ async def test_two_daphne_processes_share_one_user_cap(
 ) -> None:
     env = {
         "SECURE_WS_MAX_CONNECTIONS_PER_USER": "2",
-        "SECURE_WS_KEY_PREFIX": f"swtest-caps-{uuid.uuid4().hex[:8]}",
+        # Under the run's prefix, so the session-end clean-up removes these keys too.
+        "SECURE_WS_KEY_PREFIX": f"{settings.SECURE_WS['KEY_PREFIX']}-caps-{uuid.uuid4().hex[:8]}",
     }
     first = daphne_server(application=APP, env=env)
     second = daphne_server(application=APP, env=env)
@@ -269,11 +266,10 @@ def uvicorn_server(transactional_db: None, tmp_path: Any) -> Any:
     """The same test application under uvicorn: the gate is plain ASGI."""
     import subprocess
     import sys
-    from types import SimpleNamespace
 
     from django.db import connection
 
-    from tests.conftest import ROOT, _wait_for_port, free_port
+    from tests.conftest import ROOT, DaphneServer, _wait_for_port, free_port
 
     db = connection.settings_dict
     port = free_port()
@@ -303,21 +299,13 @@ def uvicorn_server(transactional_db: None, tmp_path: Any) -> Any:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
+    # Not daphne, but the same process handle: URLs, log, stop().
+    server = DaphneServer(port=port, process=process, log_path=log_path, env=env)
     try:
         _wait_for_port(port, process, log_path)
-        yield SimpleNamespace(
-            port=port,
-            ws_url=f"ws://127.0.0.1:{port}",
-            origin=f"http://127.0.0.1:{port}",
-            log=lambda: log_path.read_text(errors="replace"),
-        )
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        server.stop()
 
 
 async def test_gate_works_under_uvicorn(
@@ -332,5 +320,58 @@ async def test_gate_works_under_uvicorn(
     assert await refused_status(uvicorn_server, "/ws/nowhere/", subprotocols=bearer(token)) == 403
     log = uvicorn_server.log()
     assert f"reason={Reason.ORIGIN_REFUSED.value}" in log
+    assert "Traceback" not in log
+    assert token not in log
+
+
+# ---------------------------------------------------------------------- REFUSAL_MODE="close"
+
+
+@pytest.fixture
+def close_mode_server(daphne_server: Callable[..., Any]) -> Any:
+    """The demo project on daphne with ``REFUSAL_MODE = "close"``."""
+    return daphne_server(settings_module="tests.e2e.close_mode_settings")
+
+
+async def refusal_frame_and_close(conn: ClientConnection) -> tuple[dict[str, Any], int | None]:
+    """Read the ``error`` frame of an accept-then-close refusal, then wait for the close."""
+    frame = json.loads(await asyncio.wait_for(conn.recv(), 10))
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(conn.recv(), 10)
+    return frame, conn.close_code
+
+
+@pytest.mark.parametrize(
+    ("case", "reason", "close_code"),
+    [
+        # The gate: credentials and origin.
+        ("no_token", Reason.CREDENTIALS_MISSING, CloseCode.UNAUTHORIZED),
+        ("foreign_origin", Reason.ORIGIN_REFUSED, CloseCode.FORBIDDEN),
+        # The consumer: a valid token but no secure-ws.v1 (1008, which daphne cannot send).
+        ("no_app_subprotocol", Reason.SUBPROTOCOL_REQUIRED, private_close_code(1008)),
+    ],
+)
+async def test_close_mode_refusal_on_daphne_sends_the_reason_then_a_sendable_code(
+    close_mode_server: Any,
+    demo_users: dict[str, Any],
+    token_for: Any,
+    case: str,
+    reason: Reason,
+    close_code: int,
+) -> None:
+    token = token_for(demo_users["alice"])
+    options: dict[str, Any] = {
+        "no_token": {},
+        "foreign_origin": {"origin": "http://evil.example", "subprotocols": bearer(token)},
+        "no_app_subprotocol": {"subprotocols": [f"bearer.{token}"]},
+    }[case]
+    async with await open_ws(close_mode_server, "/ws/files/", **options) as conn:
+        assert conn.subprotocol in (APP_SUBPROTOCOL, None)
+        frame, code = await refusal_frame_and_close(conn)
+    assert frame == {"type": "error", "payload": {"code": reason.value}}
+    assert code == close_code
+    await asyncio.sleep(0.2)
+    log = close_mode_server.log()
+    assert f"reason={reason.value}" in log
     assert "Traceback" not in log
     assert token not in log

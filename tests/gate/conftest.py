@@ -43,6 +43,22 @@ async def gate_state(settings: Any) -> AsyncIterator[dict[str, Any]]:
     await sync_to_async(connections.close_all)()
 
 
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The user ids the user-state cache loads from the database, in order."""
+    from secure_ws.gate import userstate
+
+    seen: list[str] = []
+    original = userstate._load_user_async
+
+    async def counting(field: str, user_id: str) -> Any:
+        seen.append(user_id)
+        return await original(field, user_id)
+
+    monkeypatch.setattr(userstate, "_load_user_async", counting)
+    return seen
+
+
 def set_gate(settings: Any, **values: Any) -> None:
     """Override some ``SECURE_WS`` keys for one test."""
     settings.SECURE_WS = {**settings.SECURE_WS, **values}

@@ -39,6 +39,14 @@ def test_unparsable_forwarded_hop_from_trusted_proxy_is_refused() -> None:
     assert caught.value.reason is Reason.BAD_HANDSHAKE
 
 
+async def _report(comm: Any) -> dict[str, Any]:
+    """Connect, expect the handshake to pass; return what the gate put in the scope."""
+    assert (await comm.connect())[0]
+    report = dict(json.loads(await comm.receive_from()))
+    await comm.disconnect()
+    return report
+
+
 async def _refusal(comm: Any) -> tuple[bool, Any]:
     connected, code = await comm.connect()
     await comm.wait()
@@ -47,12 +55,8 @@ async def _refusal(comm: Any) -> tuple[bool, Any]:
 
 async def test_plain_handshake_is_accepted_and_records_the_peer(communicator: Any) -> None:
     comm = communicator(ClientAddressMiddleware(info_consumer), client=("198.51.100.9", 1))
-    connected, _ = await comm.connect()
-    assert connected
-    report = json.loads(await comm.receive_from())
-    assert report["client_ip"] == "198.51.100.9"
-    assert report["scheme"] == "ws"
-    await comm.disconnect()
+    report = await _report(comm)
+    assert (report["client_ip"], report["scheme"]) == ("198.51.100.9", "ws")
 
 
 async def test_spoofed_forwarded_for_from_untrusted_peer_changes_nothing(
@@ -61,20 +65,16 @@ async def test_spoofed_forwarded_for_from_untrusted_peer_changes_nothing(
     headers = build_headers(x_forwarded_for="1.2.3.4", x_forwarded_proto="https")
     app = ClientAddressMiddleware(info_consumer, trusted_proxies=["10.0.0.0/8"])
     comm = communicator(app, headers=headers, client=("198.51.100.9", 1))
-    assert (await comm.connect())[0]
-    report = json.loads(await comm.receive_from())
+    report = await _report(comm)
     assert (report["client_ip"], report["scheme"]) == ("198.51.100.9", "ws")
-    await comm.disconnect()
 
 
 async def test_trusted_proxy_supplies_client_ip_and_tls(communicator: Any) -> None:
     headers = build_headers(x_forwarded_for="6.6.6.6, 198.51.100.9", x_forwarded_proto="https")
     app = ClientAddressMiddleware(info_consumer, trusted_proxies=["10.0.0.0/8"], require_tls=True)
     comm = communicator(app, headers=headers, client=("10.1.2.3", 1))
-    assert (await comm.connect())[0]
-    report = json.loads(await comm.receive_from())
+    report = await _report(comm)
     assert (report["client_ip"], report["scheme"]) == ("198.51.100.9", "wss")
-    await comm.disconnect()
 
 
 async def test_plain_ws_is_refused_when_tls_is_required(communicator: Any) -> None:
@@ -178,9 +178,7 @@ async def test_explicit_empty_trusted_proxies_trust_nobody(
     comm = communicator(
         app, headers=build_headers(x_forwarded_for="1.2.3.4"), client=("10.0.0.9", 1)
     )
-    assert (await comm.connect())[0]
-    assert json.loads(await comm.receive_from())["client_ip"] == "10.0.0.9"
-    await comm.disconnect()
+    assert (await _report(comm))["client_ip"] == "10.0.0.9"
 
 
 async def test_trusted_proxies_come_from_settings_by_default(
@@ -191,6 +189,4 @@ async def test_trusted_proxies_come_from_settings_by_default(
     comm = communicator(
         app, headers=build_headers(x_forwarded_for="1.2.3.4"), client=("10.0.0.9", 1)
     )
-    assert (await comm.connect())[0]
-    assert json.loads(await comm.receive_from())["client_ip"] == "1.2.3.4"
-    await comm.disconnect()
+    assert (await _report(comm))["client_ip"] == "1.2.3.4"

@@ -43,6 +43,14 @@ async def attempt(comm: Any) -> tuple[bool, dict[str, Any] | None]:
     return True, report
 
 
+async def accepted(comm: Any) -> dict[str, Any]:
+    """Connect, expect the gate to let the connection through; return the scope report."""
+    connected, report = await attempt(comm)
+    assert connected
+    assert report is not None
+    return report
+
+
 def bearer(token: str) -> list[str]:
     return [APP_SUBPROTOCOL, f"bearer.{token}"]
 
@@ -81,9 +89,7 @@ async def test_subprotocol_token_is_accepted_and_stripped(
 ) -> None:
     alice = demo_users["alice"]
     token = token_for(alice, sid=None)
-    connected, report = await attempt(communicator(gate(), subprotocols=bearer(token)))
-    assert connected
-    assert report is not None
+    report = await accepted(communicator(gate(), subprotocols=bearer(token)))
     assert report["subprotocols"] == [APP_SUBPROTOCOL]
     assert report["auth_method"] == AuthMethod.SUBPROTOCOL.value
     assert (report["user_id"], report["username"]) == (alice.pk, "alice")
@@ -95,9 +101,7 @@ async def test_header_token_without_origin_is_accepted(
     communicator: Any, demo_users: dict[str, Any], token_for: Any
 ) -> None:
     headers = build_headers(origin=None, authorization=f"Bearer {token_for(demo_users['bob'])}")
-    connected, report = await attempt(communicator(gate(), headers=headers))
-    assert connected
-    assert report is not None
+    report = await accepted(communicator(gate(), headers=headers))
     assert report["auth_method"] == AuthMethod.HEADER.value
 
 
@@ -117,9 +121,7 @@ async def test_anonymous_is_accepted_only_when_authentication_is_optional(
     communicator: Any, settings: Any
 ) -> None:
     set_gate(settings, REQUIRE_AUTHENTICATION=False)
-    connected, report = await attempt(communicator(gate()))
-    assert connected
-    assert report is not None
+    report = await accepted(communicator(gate()))
     assert report["authenticated"] is False
 
 
@@ -212,9 +214,7 @@ async def test_query_string_token_works_when_turned_on(
 ) -> None:
     set_gate(settings, ALLOW_QUERY_STRING_TOKEN=True)
     comm = communicator(gate(), path=f"/ws/info/?token={token_for(demo_users['alice'])}")
-    connected, report = await attempt(comm)
-    assert connected
-    assert report is not None
+    report = await accepted(comm)
     assert report["auth_method"] == AuthMethod.QUERY.value
 
 
@@ -325,16 +325,8 @@ async def test_accepted_handshakes_hit_the_database_once_per_cache_ttl(
     communicator: Any,
     demo_users: dict[str, Any],
     token_for: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    loads: list[str],
 ) -> None:
-    loads: list[str] = []
-    original = userstate._load_user_async
-
-    async def counting(field: str, user_id: str) -> Any:
-        loads.append(user_id)
-        return await original(field, user_id)
-
-    monkeypatch.setattr(userstate, "_load_user_async", counting)
     token = token_for(demo_users["alice"])
     for _ in range(5):
         assert (await attempt(communicator(gate(), subprotocols=bearer(token))))[0]
@@ -357,9 +349,7 @@ async def test_session_cookie_is_ignored_unless_turned_on(communicator: Any, cap
 async def test_session_cookie_works_when_turned_on(communicator: Any, settings: Any) -> None:
     set_gate(settings, ALLOW_SESSION_AUTH=True)
     cookie = await database_sync_to_async(_login_cookie)()
-    connected, report = await attempt(communicator(gate(), headers=build_headers(cookie=cookie)))
-    assert connected
-    assert report is not None
+    report = await accepted(communicator(gate(), headers=build_headers(cookie=cookie)))
     assert (report["auth_method"], report["username"]) == (AuthMethod.SESSION.value, "alice")
 
 
@@ -377,9 +367,7 @@ async def test_stale_session_cookie_does_not_block_anonymous_access(
 ) -> None:
     set_gate(settings, ALLOW_SESSION_AUTH=True, REQUIRE_AUTHENTICATION=False)
     cookie = f"{django_settings.SESSION_COOKIE_NAME}=not-a-real-session-key-000000000"
-    connected, report = await attempt(communicator(gate(), headers=build_headers(cookie=cookie)))
-    assert connected
-    assert report is not None
+    report = await accepted(communicator(gate(), headers=build_headers(cookie=cookie)))
     assert report["authenticated"] is False
 
 
@@ -411,9 +399,7 @@ async def test_sliding_tokens_follow_auth_token_classes_and_the_blacklist(
         ),
     }
     live = await database_sync_to_async(_sliding_token)(demo_users["alice"])
-    connected, report = await attempt(communicator(gate(), subprotocols=bearer(live)))
-    assert connected
-    assert report is not None
+    report = await accepted(communicator(gate(), subprotocols=bearer(live)))
     assert report["username"] == "alice"
     dead = await database_sync_to_async(_sliding_token)(demo_users["alice"], True)
     comm = communicator(gate(), subprotocols=bearer(dead))

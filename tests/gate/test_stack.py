@@ -69,12 +69,17 @@ async def test_close_mode_accepts_then_closes_with_the_reason(
     }
 
 
+@pytest.mark.parametrize("error", [RuntimeError("boom"), ValueError("not a route error")])
 async def test_unexpected_error_before_accept_becomes_a_refusal(
-    communicator: Any, demo_users: dict[str, Any], token_for: Any, caplog: Any
+    communicator: Any,
+    demo_users: dict[str, Any],
+    token_for: Any,
+    caplog: Any,
+    error: Exception,
 ) -> None:
     async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
-        raise RuntimeError("boom")
+        raise error
 
     app = secure_websocket(URLRouter([path("ws/info/", broken)]))
     comm = communicator(app, subprotocols=bearer(token_for(demo_users["alice"])))

@@ -1,0 +1,256 @@
+// The secure_ws demo page: log in, list folders, upload/delete files, watch events live.
+// Tokens live in memory only (never localStorage, never a URL); every user-supplied
+// string is rendered with textContent.
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const params = new URLSearchParams(window.location.search);
+
+const session = { access: null, refresh: null, username: null, refreshing: null };
+let socket = null;
+const folders = new Map(); // slug -> {element, files: Map(file_id -> li)}
+
+function tokenExp(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "="))).exp;
+  } catch {
+    return 0;
+  }
+}
+
+async function postJson(url, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({}));
+  return { ok: response.ok, status: response.status, data };
+}
+
+async function refreshAccess() {
+  if (!session.refreshing) {
+    session.refreshing = (async () => {
+      const { ok, data } = await postJson("/api/token/refresh/", { refresh: session.refresh });
+      if (!ok) throw new Error("session expired");
+      session.access = data.access;
+      if (data.refresh) session.refresh = data.refresh; // rotated
+      return session.access;
+    })().finally(() => {
+      session.refreshing = null;
+    });
+  }
+  return session.refreshing;
+}
+
+// The callback the client asks for a token: the current one, or a fresh one when the
+// current one was refused, expires within 5 s, or the client wants to refresh.
+async function getToken({ fresh }) {
+  if (fresh || tokenExp(session.access) * 1000 - Date.now() < 5000) return refreshAccess();
+  return session.access;
+}
+
+async function api(method, url, body) {
+  const call = () =>
+    fetch(url, { method, body, headers: { Authorization: `Bearer ${session.access}` } });
+  let response = await call();
+  if (response.status === 401) {
+    await refreshAccess();
+    response = await call();
+  }
+  return response;
+}
+
+function showError(element, text) {
+  element.textContent = text;
+  element.hidden = !text;
+}
+
+function formatSize(size) {
+  if (size < 1024) return `${size} B`;
+  if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KiB`;
+  return `${(size / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function logEvent(kind, text) {
+  const item = document.createElement("li");
+  item.className = `event ${kind}`;
+  const time = document.createElement("time");
+  time.textContent = new Date().toLocaleTimeString();
+  const body = document.createElement("span");
+  body.textContent = text;
+  item.append(time, body);
+  $("#events").prepend(item);
+}
+
+function setConnectionState(state) {
+  const badge = $("#connection-state");
+  badge.textContent = state;
+  badge.dataset.state = state;
+}
+
+function renderFile(slug, file) {
+  const folder = folders.get(slug);
+  if (!folder || folder.files.has(file.file_id)) return;
+  const item = document.createElement("li");
+  item.className = "file";
+  item.dataset.fileId = file.file_id;
+  const name = document.createElement("span");
+  name.className = "file-name";
+  name.textContent = file.name;
+  const size = document.createElement("span");
+  size.className = "muted";
+  size.textContent = formatSize(file.size);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "link delete-button";
+  remove.textContent = "Delete";
+  remove.addEventListener("click", () => deleteFile(slug, file.file_id));
+  item.append(name, size, remove);
+  $(".files", folder.element).prepend(item);
+  folder.files.set(file.file_id, item);
+}
+
+function removeFile(slug, fileId) {
+  const folder = folders.get(slug);
+  const item = folder?.files.get(fileId);
+  if (item) {
+    item.remove();
+    folder.files.delete(fileId);
+  }
+}
+
+async function uploadFile(slug, form) {
+  const folder = folders.get(slug);
+  const errorBox = $(".folder-error", folder.element);
+  showError(errorBox, "");
+  const data = new FormData(form);
+  const response = await api("POST", `/api/folders/${encodeURIComponent(slug)}/files/`, data);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = body.detail || (body.file && body.file.join(" ")) || response.statusText;
+    showError(errorBox, `Upload refused: ${detail}`);
+    return;
+  }
+  form.reset();
+  renderFile(slug, body);
+}
+
+async function deleteFile(slug, fileId) {
+  const folder = folders.get(slug);
+  const errorBox = $(".folder-error", folder.element);
+  showError(errorBox, "");
+  const url = `/api/folders/${encodeURIComponent(slug)}/files/${encodeURIComponent(fileId)}/`;
+  const response = await api("DELETE", url);
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    showError(errorBox, `Delete refused: ${body.detail || response.statusText}`);
+    return;
+  }
+  removeFile(slug, fileId);
+}
+
+function renderFolders(list) {
+  const container = $("#folders");
+  container.replaceChildren();
+  folders.clear();
+  $("#no-folders").hidden = list.length > 0;
+  for (const entry of list) {
+    const element = $("#folder-template").content.firstElementChild.cloneNode(true);
+    element.dataset.folder = entry.folder;
+    $(".folder-name", element).textContent = entry.name || entry.folder;
+    $(".access", element).textContent = entry.access === "write" ? "read & write" : "read only";
+    const form = $(".upload", element);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      uploadFile(entry.folder, form);
+    });
+    container.append(element);
+    folders.set(entry.folder, { element, files: new Map() });
+  }
+}
+
+async function subscribeAll() {
+  for (const slug of folders.keys()) {
+    delete folders.get(slug).element.dataset.live;
+    try {
+      await socket.request("subscribe", { folder: slug });
+      const state = await socket.request("resync", { folder: slug });
+      for (const file of [...state.files].reverse()) renderFile(slug, file);
+      folders.get(slug).element.dataset.live = "true";
+    } catch (error) {
+      showError($(".folder-error", folders.get(slug).element), `Live events unavailable: ${error.code}`);
+    }
+  }
+}
+
+function who(sender) {
+  return sender && sender.username ? sender.username : "someone";
+}
+
+async function start() {
+  const { SecureSocket } = await import(document.body.dataset.clientUrl);
+  const response = await api("GET", "/api/folders/");
+  renderFolders(response.ok ? await response.json() : []);
+  socket = new SecureSocket(document.body.dataset.wsPath, {
+    getToken,
+    refresh: params.get("refresh") !== "off",
+  });
+  socket.on("state", setConnectionState);
+  socket.on("open", () => {
+    $("#reconnects").textContent = String(socket.reconnects);
+    subscribeAll();
+  });
+  socket.on("refreshed", () => {
+    const counter = $("#refreshes");
+    counter.textContent = String(Number(counter.textContent) + 1);
+  });
+  socket.on("close", ({ code, reason, action }) => {
+    logEvent("close", `connection closed (${code}${reason ? ` ${reason}` : ""}), ${action}`);
+  });
+  socket.on("file.uploaded", (event) => {
+    renderFile(event.folder, event);
+    logEvent("uploaded", `${who(event.sender)} uploaded ${event.name} to ${event.folder}`);
+  });
+  socket.on("file.deleted", (event) => {
+    removeFile(event.folder, event.file_id);
+    logEvent("deleted", `${who(event.sender)} deleted a file from ${event.folder}`);
+  });
+  socket.connect();
+}
+
+function stop() {
+  if (socket) socket.close();
+  socket = null;
+  Object.assign(session, { access: null, refresh: null, username: null });
+  $("#app").hidden = true;
+  $("#status").hidden = true;
+  $("#login-panel").hidden = false;
+  $("#events").replaceChildren();
+}
+
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const errorBox = $("#login-error");
+  showError(errorBox, "");
+  const username = $("#username").value;
+  const { ok, data } = await postJson("/api/token/", { username, password: $("#password").value });
+  if (!ok) {
+    showError(errorBox, data.detail || "Login failed.");
+    return;
+  }
+  Object.assign(session, { access: data.access, refresh: data.refresh, username });
+  $("#password").value = "";
+  $("#who").textContent = username;
+  $("#login-panel").hidden = true;
+  $("#status").hidden = false;
+  $("#app").hidden = false;
+  start().catch(() => showError(errorBox, "Could not start the live connection."));
+});
+
+$("#logout").addEventListener("click", async () => {
+  // Blacklisting the refresh token also closes this login session's sockets (sid).
+  if (session.refresh) await postJson("/api/token/blacklist/", { refresh: session.refresh });
+  stop();
+});

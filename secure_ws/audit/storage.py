@@ -1,0 +1,217 @@
+"""Turning buffered audit records into rows: bulk inserts, close updates, counted rows.
+
+:mod:`secure_ws.audit.writer` decides when to write and what to keep on failure; this module
+only knows how a batch maps to ``ConnectionRecord`` and ``SecurityEvent`` rows. An open and
+its close in the same batch become one insert; a close whose open was written earlier
+becomes a ``bulk_update`` of that row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from django.db import router
+from django.db.models import F
+
+from secure_ws.codes import Outcome
+
+logger = logging.getLogger("secure_ws.audit.writer")
+
+RecordKind = Literal["open", "refuse", "close", "event"]
+
+#: Identity of this process, stored in every row (which process held a connection).
+SERVER_ID = f"{socket.gethostname()[:100]}:{os.getpid()}"
+
+
+@dataclass
+class PendingRecord:
+    """One buffered audit record: a snapshot, so later changes to the info do not leak in."""
+
+    kind: RecordKind
+    at: float
+    fields: dict[str, Any]
+    event_kind: str = ""
+    detail: str = ""
+
+
+def to_datetime(epoch: float) -> datetime:
+    """Return the aware UTC datetime of an epoch timestamp."""
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def audit_alias() -> str:
+    """Return the database alias audit rows are written to (routers may move them)."""
+    from secure_ws.audit.models import ConnectionRecord
+
+    return router.db_for_write(ConnectionRecord) or "default"
+
+
+def write_batch(batch: list[PendingRecord]) -> None:
+    """Write one batch of buffered records (call inside a transaction on :func:`audit_alias`)."""
+    from secure_ws.audit.models import ConnectionRecord, SecurityEvent
+
+    created: dict[str, ConnectionRecord] = {}
+    closes: list[PendingRecord] = []
+    events: list[PendingRecord] = []
+    for record in batch:
+        if record.kind in ("open", "refuse"):
+            created[record.fields["connection_id"]] = new_row(record)
+        elif record.kind == "close":
+            row = created.get(record.fields["connection_id"])
+            if row is not None:
+                apply_close(row, record)
+            else:
+                closes.append(record)
+        else:
+            events.append(record)
+    drop_unknown_users(created.values())
+    ConnectionRecord.objects.bulk_create(created.values())
+    if closes:
+        existing = ConnectionRecord.objects.in_bulk(
+            [c.fields["connection_id"] for c in closes], field_name="connection_id"
+        )
+        updated: list[ConnectionRecord] = []
+        for record in closes:
+            row = existing.get(record.fields["connection_id"])
+            if row is None:
+                # The open went to an earlier process or was pruned: keep the close.
+                row = new_row(PendingRecord("open", record.at, record.fields))
+                apply_close(row, record)
+                drop_unknown_users([row])
+                row.save()
+                continue
+            apply_close(row, record)
+            updated.append(row)
+        ConnectionRecord.objects.bulk_update(updated, CLOSE_FIELDS)
+    if events:
+        ids = {e.fields["connection_id"] for e in events}
+        rows = {cid: row.pk for cid, row in created.items() if cid in ids}
+        missing = ids - rows.keys()
+        if missing:
+            rows.update(
+                ConnectionRecord.objects.filter(connection_id__in=missing).values_list(
+                    "connection_id", "pk"
+                )
+            )
+        SecurityEvent.objects.bulk_create(
+            SecurityEvent(
+                record_id=rows[e.fields["connection_id"]],
+                kind=e.event_kind,
+                detail=e.detail,
+                created_at=to_datetime(e.at),
+            )
+            for e in events
+            if e.fields["connection_id"] in rows
+        )
+        for e in events:
+            if e.fields["connection_id"] not in rows:
+                logger.warning(
+                    "security event without a connection record: connection_id=%s",
+                    e.fields["connection_id"],
+                )
+
+
+def drop_unknown_users(rows: Iterable[Any]) -> None:
+    """Unlink users deleted since the record was buffered (the username snapshot stays)."""
+    from django.contrib.auth import get_user_model
+
+    wanted = {row.user_id for row in rows if row.user_id is not None}
+    if not wanted:
+        return
+    known = set(
+        get_user_model()._default_manager.filter(pk__in=wanted).values_list("pk", flat=True)
+    )
+    for row in rows:
+        if row.user_id is not None and row.user_id not in known:
+            row.user_id = None
+
+
+CLOSE_FIELDS = (
+    "closed_at",
+    "duration",
+    "close_code",
+    "messages_in",
+    "messages_out",
+    "bytes_in",
+    "bytes_out",
+    "violations",
+    "channel_name",
+)
+
+
+def new_row(record: PendingRecord) -> Any:
+    from secure_ws.audit.models import ConnectionRecord
+
+    f = record.fields
+    accepted = record.kind == "open"
+    return ConnectionRecord(
+        connection_id=f["connection_id"],
+        user_id=f["user_id"],
+        username=f["username"],
+        client_ip=f["client_ip"],
+        origin=f["origin"],
+        user_agent=f["user_agent"],
+        path=f["path"],
+        auth_method=f["auth_method"],
+        outcome=Outcome.ACCEPTED.value if accepted else Outcome.REFUSED.value,
+        reason="" if accepted else f.get("reason", ""),
+        opened_at=to_datetime(f["opened_at"]),
+        closed_at=None if accepted else to_datetime(record.at),
+        server=SERVER_ID,
+        channel_name=f["channel_name"],
+    )
+
+
+def apply_close(row: Any, record: PendingRecord) -> None:
+    f = record.fields
+    row.closed_at = to_datetime(record.at)
+    row.duration = max(0.0, record.at - f["opened_at"])
+    row.close_code = f["close_code"]
+    for name in ("messages_in", "messages_out", "bytes_in", "bytes_out", "violations"):
+        setattr(row, name, f[name])
+    if f["channel_name"]:
+        row.channel_name = f["channel_name"]
+
+
+def bump_row(
+    connection_id: str,
+    count: int,
+    *,
+    client_ip: str,
+    reason: str,
+    minute: int,
+    outcome: str,
+    note: str,
+    origin: str = "",
+    path: str = "",
+    user_agent: str = "",
+    violations: int = 0,
+) -> None:
+    from secure_ws.audit.models import ConnectionRecord
+
+    updated = ConnectionRecord.objects.filter(connection_id=connection_id).update(
+        count=F("count") + count, violations=F("violations") + violations
+    )
+    if not updated:
+        ConnectionRecord.objects.create(
+            connection_id=connection_id,
+            client_ip=client_ip,
+            origin=origin,
+            path=path,
+            user_agent=user_agent,
+            outcome=outcome,
+            reason=reason,
+            opened_at=to_datetime(minute * 60),
+            closed_at=to_datetime(minute * 60),
+            count=count,
+            violations=violations,
+            aggregated=True,
+            note=note[:255],
+            server=SERVER_ID,
+        )
