@@ -1,6 +1,7 @@
 """WebSocket routes of the demo project."""
 
 from django.urls import path
+
 from secure_ws.files import FileEventConsumer
 
 websocket_urlpatterns = [

@@ -568,7 +568,7 @@ def check_content_security_policy(
     return [
         Warning(
             f"The CSP connect-src does not list the WebSocket origins {', '.join(missing)}: "
-            "Safari blocks the connection ('self' does not cover wss: there).",
+            "Safari blocks the connection (its 'self' does not cover ws:/wss:).",
             hint="Build the policy with secure_ws.headers.csp_settings(SECURE_WS, ...), which "
             "lists them explicitly.",
             id="secure_ws.W061",

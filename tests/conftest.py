@@ -72,10 +72,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not settings.configured:
         return
     prefix = str(getattr(settings, "SECURE_WS", {}).get("KEY_PREFIX", ""))
-    if not RUN_KEY_PREFIX.fullmatch(prefix):
+    redis_url = getattr(settings, "REDIS_URL", None)
+    if not redis_url or not RUN_KEY_PREFIX.fullmatch(prefix):
         return
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        client = redis.Redis.from_url(redis_url, socket_timeout=5)
         try:
             delete_run_keys(client, prefix)
         finally:

@@ -161,8 +161,9 @@ def test_template_nonce_matches_the_header_nonce() -> None:
     assert f"'nonce-{body_nonce[1]}'" in directive(header, "script-src")
 
 
-def test_demo_html_response_carries_every_security_header(db: None) -> None:
-    response = Client().get("/admin/login/", secure=True)
+@pytest.mark.parametrize("url", ["/", "/admin/login/"])
+def test_demo_html_response_carries_every_security_header(db: None, url: str) -> None:
+    response = Client().get(url, secure=True)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     policy = response.headers["Content-Security-Policy"]
@@ -212,3 +213,11 @@ def test_csp_nonce_processor_reads_the_nonce_of_either_middleware() -> None:
         response.headers["Content-Security-Policy"], "script-src"
     )
     assert csp_nonce(RequestFactory().get("/")) == {"csp_nonce": None}
+
+
+def test_demo_page_scripts_carry_the_nonce_of_its_header(db: None) -> None:
+    response = Client().get("/", secure=True)
+    nonces = set(re.findall(r'nonce="([^"]+)"', response.content.decode()))
+    assert len(nonces) == 1
+    policy = response.headers["Content-Security-Policy"]
+    assert f"'nonce-{nonces.pop()}'" in directive(policy, "script-src")

@@ -328,3 +328,42 @@ async def test_deactivating_a_user_closes_their_connections_on_both_processes(
     finally:
         for conn in (alice_first, alice_second, bob_second):
             await conn.close()
+
+
+@pytest.mark.e2e
+def test_admin_disconnect_closes_a_connection_held_by_a_daphne_process(
+    demo_users: dict[str, Any], daphne_server: Callable[..., Any], token_for: Callable[..., str]
+) -> None:
+    import time
+
+    from secure_ws.audit.admin import ADMIN_DISCONNECT_KIND
+    from secure_ws.audit.models import ConnectionRecord, SecurityEvent
+
+    server = daphne_server()
+    loop = asyncio.new_event_loop()
+    try:
+        conn = loop.run_until_complete(open_ws(server, token_for(demo_users["carol"])))
+        assert loop.run_until_complete(still_open(conn))
+        live = ConnectionRecord.objects.filter(
+            user=demo_users["carol"], outcome="accepted", closed_at__isnull=True
+        ).exclude(channel_name="")
+        deadline = time.monotonic() + HANG_GUARD
+        while not live.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = live.get()
+
+        admin = Client()
+        admin.force_login(demo_users["admin"])
+        response = admin.post(
+            "/admin/secure_ws/connectionrecord/",
+            {"action": "disconnect", "_selected_action": [record.pk]},
+            secure=True,
+        )
+        assert response.status_code == 302
+        code, frames = loop.run_until_complete(closed_with(conn))
+        assert code == CloseCode.FORBIDDEN
+        assert frames[-1]["payload"]["code"] == Reason.REVOKED
+        event = SecurityEvent.objects.get(record=record, kind=ADMIN_DISCONNECT_KIND)
+        assert "admin" in event.detail
+    finally:
+        loop.close()

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,95 +14,167 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ConnectionRecord',
+            name="ConnectionRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connection_id', models.CharField(max_length=64, unique=True)),
-                ('username', models.CharField(blank=True, max_length=150)),
-                ('client_ip', models.CharField(blank=True, max_length=64)),
-                ('origin', models.CharField(blank=True, max_length=255)),
-                ('user_agent', models.CharField(blank=True, max_length=256)),
-                ('path', models.CharField(blank=True, max_length=255)),
-                ('auth_method', models.CharField(blank=True, choices=[('subprotocol', 'subprotocol'), ('header', 'header'), ('ticket', 'ticket'), ('session', 'session'), ('query', 'query'), ('none', 'none')], max_length=16)),
-                ('outcome', models.CharField(choices=[('accepted', 'accepted'), ('refused', 'refused'), ('unrecorded', 'unrecorded (audit buffer full)')], max_length=16)),
-                ('reason', models.CharField(blank=True, max_length=32)),
-                ('opened_at', models.DateTimeField()),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('duration', models.FloatField(blank=True, help_text='seconds', null=True)),
-                ('close_code', models.IntegerField(blank=True, null=True)),
-                ('messages_in', models.PositiveBigIntegerField(default=0)),
-                ('messages_out', models.PositiveBigIntegerField(default=0)),
-                ('bytes_in', models.PositiveBigIntegerField(default=0)),
-                ('bytes_out', models.PositiveBigIntegerField(default=0)),
-                ('violations', models.PositiveIntegerField(default=0)),
-                ('count', models.PositiveIntegerField(default=1, help_text='attempts this row stands for')),
-                ('aggregated', models.BooleanField(default=False)),
-                ('note', models.CharField(blank=True, max_length=255)),
-                ('server', models.CharField(blank=True, help_text='host:pid', max_length=128)),
-                ('channel_name', models.CharField(blank=True, max_length=128)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ws_connections', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("connection_id", models.CharField(max_length=64, unique=True)),
+                ("username", models.CharField(blank=True, max_length=150)),
+                ("client_ip", models.CharField(blank=True, max_length=64)),
+                ("origin", models.CharField(blank=True, max_length=255)),
+                ("user_agent", models.CharField(blank=True, max_length=256)),
+                ("path", models.CharField(blank=True, max_length=255)),
+                (
+                    "auth_method",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("subprotocol", "subprotocol"),
+                            ("header", "header"),
+                            ("ticket", "ticket"),
+                            ("session", "session"),
+                            ("query", "query"),
+                            ("none", "none"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("accepted", "accepted"),
+                            ("refused", "refused"),
+                            ("unrecorded", "unrecorded (audit buffer full)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=32)),
+                ("opened_at", models.DateTimeField()),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("duration", models.FloatField(blank=True, help_text="seconds", null=True)),
+                ("close_code", models.IntegerField(blank=True, null=True)),
+                ("messages_in", models.PositiveBigIntegerField(default=0)),
+                ("messages_out", models.PositiveBigIntegerField(default=0)),
+                ("bytes_in", models.PositiveBigIntegerField(default=0)),
+                ("bytes_out", models.PositiveBigIntegerField(default=0)),
+                ("violations", models.PositiveIntegerField(default=0)),
+                (
+                    "count",
+                    models.PositiveIntegerField(
+                        default=1, help_text="attempts this row stands for"
+                    ),
+                ),
+                ("aggregated", models.BooleanField(default=False)),
+                ("note", models.CharField(blank=True, max_length=255)),
+                ("server", models.CharField(blank=True, help_text="host:pid", max_length=128)),
+                ("channel_name", models.CharField(blank=True, max_length=128)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="ws_connections",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-opened_at'],
+                "ordering": ["-opened_at"],
             },
         ),
         migrations.CreateModel(
-            name='RevokedSession',
+            name="RevokedSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('session_id', models.CharField(max_length=64, unique=True)),
-                ('revoked_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField(db_index=True)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("session_id", models.CharField(max_length=64, unique=True)),
+                ("revoked_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField(db_index=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SecurityEvent',
+            name="SecurityEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=32)),
-                ('detail', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField()),
-                ('record', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='security_events', to='secure_ws.connectionrecord')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=32)),
+                ("detail", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "record",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="security_events",
+                        to="secure_ws.connectionrecord",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at'],
+                "ordering": ["created_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(fields=['-opened_at'], name='sws_conn_opened'),
+            model_name="connectionrecord",
+            index=models.Index(fields=["-opened_at"], name="sws_conn_opened"),
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(fields=['outcome', '-opened_at'], name='sws_conn_outcome'),
+            model_name="connectionrecord",
+            index=models.Index(fields=["outcome", "-opened_at"], name="sws_conn_outcome"),
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(fields=['reason', '-opened_at'], name='sws_conn_reason'),
+            model_name="connectionrecord",
+            index=models.Index(fields=["reason", "-opened_at"], name="sws_conn_reason"),
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(fields=['client_ip', '-opened_at'], name='sws_conn_ip'),
+            model_name="connectionrecord",
+            index=models.Index(fields=["client_ip", "-opened_at"], name="sws_conn_ip"),
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(fields=['user', '-opened_at'], name='sws_conn_user'),
+            model_name="connectionrecord",
+            index=models.Index(fields=["user", "-opened_at"], name="sws_conn_user"),
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(fields=['origin'], name='sws_conn_origin'),
+            model_name="connectionrecord",
+            index=models.Index(fields=["origin"], name="sws_conn_origin"),
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(fields=['auth_method'], name='sws_conn_auth'),
+            model_name="connectionrecord",
+            index=models.Index(fields=["auth_method"], name="sws_conn_auth"),
         ),
         migrations.AddIndex(
-            model_name='connectionrecord',
-            index=models.Index(condition=models.Q(('closed_at__isnull', True), ('outcome', 'accepted')), fields=['closed_at'], name='sws_conn_live'),
+            model_name="connectionrecord",
+            index=models.Index(
+                condition=models.Q(("closed_at__isnull", True), ("outcome", "accepted")),
+                fields=["closed_at"],
+                name="sws_conn_live",
+            ),
         ),
         migrations.AddIndex(
-            model_name='securityevent',
-            index=models.Index(fields=['kind', '-created_at'], name='sws_event_kind'),
+            model_name="securityevent",
+            index=models.Index(fields=["kind", "-created_at"], name="sws_event_kind"),
         ),
     ]
