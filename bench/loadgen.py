@@ -196,7 +196,7 @@ async def run_hold(job: Job) -> dict[str, Any]:
         if command != b"next":
             break
     held = len(opened) - closed_early
-    await asyncio.gather(*(ws.close(timeout=2) for ws in opened), return_exceptions=True)
+    await asyncio.gather(*(ws.close(deadline=2) for ws in opened), return_exceptions=True)
     for task in readers:
         task.cancel()
     return {

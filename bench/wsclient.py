@@ -133,12 +133,12 @@ class RawWebSocket:
                     self.writer.close()
                 return None
 
-    async def close(self, code: int = 1000, timeout: float = 5.0) -> None:
-        """Run the close handshake (bounded by ``timeout``) and drop the socket."""
+    async def close(self, code: int = 1000, deadline: float = 5.0) -> None:
+        """Run the close handshake (bounded by ``deadline`` seconds) and drop the socket."""
         try:
             if not self.writer.is_closing():
                 self.writer.write(_frame(OP_CLOSE, struct.pack("!H", code)))
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(deadline):
                     while await self.recv() is not None:
                         pass
         except (OSError, asyncio.IncompleteReadError, TimeoutError):

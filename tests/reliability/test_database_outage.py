@@ -3,8 +3,9 @@
 The daphne under test reaches PostgreSQL through a proxy that the test cuts, so the
 machine's database is never touched. A user the process has not seen (nothing cached)
 must be refused while the database is away: the gate cannot tell whether that user is
-active, so it does not guess. The refusal is audited, and once the database is back the
-same user is served again without restarting anything.
+active, so it does not guess. The refusal's audit record is buffered while the database is
+away and written once it is back, and the same user is served again without restarting
+anything.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import access_token_for
@@ -32,6 +34,29 @@ async def _outcome(server: Any, token: str) -> str:
     await ping(conn)
     await conn.close()
     return "served"
+
+
+def _audited_usernames_and_reasons() -> set[tuple[str, str]]:
+    from django.db import connection
+
+    from secure_ws.audit.models import ConnectionRecord
+
+    try:
+        return set(ConnectionRecord.objects.values_list("username", "reason"))
+    finally:
+        connection.close()  # this worker thread's own connection: never leave it open
+
+
+async def _wait_for_audit(expected: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Poll the audit table until ``expected`` rows are there (bounded), return what is."""
+    started = time.monotonic()
+    rows: set[tuple[str, str]] = set()
+    while time.monotonic() - started < RECOVERY_DEADLINE:
+        rows = await sync_to_async(_audited_usernames_and_reasons, thread_sensitive=False)()
+        if expected <= rows:
+            break
+        await asyncio.sleep(0.5)
+    return rows
 
 
 async def test_database_outage_fails_closed_and_recovers(
@@ -59,12 +84,21 @@ async def test_database_outage_fails_closed_and_recovers(
             break
         await asyncio.sleep(0.5)
 
+    # The refusal happened while the database was away: its audit row was buffered and
+    # is written once the database is back (the writer retries; nothing is lost).
+    # The refused attempt has no username: the user could not be loaded, which is the point.
+    audited = await _wait_for_audit({("", "backend_unavailable"), ("alice", "")})
     log = server.log()
-    print(f"\ndatabase outage: unseen user while down {while_down}; after restore {after}")
+    print(
+        f"\ndatabase outage: unseen user while down {while_down}; after restore {after}; "
+        f"audit rows {sorted(audited)}"
+    )
     assert while_down == "http 403"
     assert '"username": "bob"' in log or '"reason": "backend_unavailable"' in log
     assert "backend_unavailable" in log, "the refusal was not recorded with its reason"
     assert after == "served"
+    assert ("", "backend_unavailable") in audited, "the refusal's audit row was lost"
+    assert ("alice", "") in audited
     assert server.process.poll() is None
     assert "Exception inside application" not in log
     assert bob not in log
