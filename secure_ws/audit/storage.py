@@ -2,8 +2,9 @@
 
 :mod:`secure_ws.audit.writer` decides when to write and what to keep on failure; this module
 only knows how a batch maps to ``ConnectionRecord`` and ``SecurityEvent`` rows. An open and
-its close in the same batch become one insert; a close whose open was written earlier
-becomes a ``bulk_update`` of that row.
+its close in the same batch become one insert; the closes whose open was written earlier
+become one statement: ``UPDATE ... FROM (VALUES ...)`` on PostgreSQL (no SELECT first),
+``in_bulk`` + ``bulk_update`` elsewhere.
 """
 
 from __future__ import annotations
@@ -73,22 +74,14 @@ def write_batch(batch: list[PendingRecord]) -> None:
     drop_unknown_users(created.values())
     ConnectionRecord.objects.bulk_create(created.values())
     if closes:
-        existing = ConnectionRecord.objects.in_bulk(
-            [c.fields["connection_id"] for c in closes], field_name="connection_id"
-        )
-        updated: list[ConnectionRecord] = []
-        for record in closes:
-            row = existing.get(record.fields["connection_id"])
-            if row is None:
+        missing_opens = update_closes(closes)
+        for record in {c.fields["connection_id"]: c for c in closes}.values():
+            if record.fields["connection_id"] in missing_opens:
                 # The open went to an earlier process or was pruned: keep the close.
                 row = new_row(PendingRecord("open", record.at, record.fields))
                 apply_close(row, record)
                 drop_unknown_users([row])
                 row.save()
-                continue
-            apply_close(row, record)
-            updated.append(row)
-        ConnectionRecord.objects.bulk_update(updated, CLOSE_FIELDS)
     if events:
         ids = {e.fields["connection_id"] for e in events}
         rows = {cid: row.pk for cid, row in created.items() if cid in ids}
@@ -115,6 +108,69 @@ def write_batch(batch: list[PendingRecord]) -> None:
                     "security event without a connection record: connection_id=%s",
                     e.fields["connection_id"],
                 )
+
+
+def update_closes(closes: list[PendingRecord]) -> set[str]:
+    """Write the final counters of closes whose open row exists; return the ids with no row.
+
+    On PostgreSQL this is one ``UPDATE ... FROM (VALUES ...) RETURNING`` keyed on the unique
+    ``connection_id``: no SELECT of the rows first and no per-row ``CASE WHEN``.
+    """
+    from django.db import connections
+
+    from secure_ws.audit.models import ConnectionRecord
+
+    latest = {c.fields["connection_id"]: c for c in closes}
+    alias = router.db_for_write(ConnectionRecord) or "default"
+    if connections[alias].vendor != "postgresql":
+        return _update_closes_portable(latest)
+    table = connections[alias].ops.quote_name(ConnectionRecord._meta.db_table)
+    row_sql = (
+        "(%s::varchar, %s::timestamptz, %s::double precision, %s::integer, %s::bigint,"
+        " %s::bigint, %s::bigint, %s::bigint, %s::integer, %s::varchar)"
+    )
+    params: list[Any] = []
+    for connection_id, record in latest.items():
+        f = record.fields
+        params += [
+            connection_id,
+            to_datetime(record.at),
+            max(0.0, record.at - f["opened_at"]),
+            f["close_code"],
+            f["messages_in"],
+            f["messages_out"],
+            f["bytes_in"],
+            f["bytes_out"],
+            f["violations"],
+            f["channel_name"],
+        ]
+    # Only the quoted table name and placeholders are interpolated; values are parameters.
+    sql = (
+        f"UPDATE {table} AS t SET closed_at = v.closed_at, duration = v.duration,"  # noqa: S608
+        " close_code = v.close_code, messages_in = v.messages_in,"
+        " messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,"
+        " violations = v.violations, channel_name = CASE WHEN v.channel_name <> ''"
+        " THEN v.channel_name ELSE t.channel_name END"
+        f" FROM (VALUES {', '.join([row_sql] * len(latest))})"
+        " AS v(connection_id, closed_at, duration, close_code, messages_in, messages_out,"
+        " bytes_in, bytes_out, violations, channel_name)"
+        " WHERE t.connection_id = v.connection_id RETURNING t.connection_id"
+    )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        found = {row[0] for row in cursor.fetchall()}
+    return set(latest) - found
+
+
+def _update_closes_portable(latest: dict[str, PendingRecord]) -> set[str]:
+    from secure_ws.audit.models import ConnectionRecord
+
+    existing = ConnectionRecord.objects.in_bulk(list(latest), field_name="connection_id")
+    for connection_id, record in latest.items():
+        if connection_id in existing:
+            apply_close(existing[connection_id], record)
+    ConnectionRecord.objects.bulk_update(existing.values(), CLOSE_FIELDS)
+    return set(latest) - set(existing)
 
 
 def drop_unknown_users(rows: Iterable[Any]) -> None:

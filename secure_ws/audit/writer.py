@@ -253,7 +253,7 @@ class AuditWriter:
             self._wake.wait(get_settings().AUDIT_FLUSH_INTERVAL)
             self._wake.clear()
             try:
-                self.flush()
+                self.flush(final=self._stop.is_set())
             except Exception:
                 logger.exception("audit flusher failed; retrying")
             finally:
@@ -270,15 +270,24 @@ class AuditWriter:
             thread.join(timeout=10)
         self._thread = None
 
-    def flush(self) -> bool:
+    def flush(self, *, final: bool = True) -> bool:
         """Write everything buffered now, in batches. Return ``False`` if the database failed.
 
         On failure the unwritten records stay in the buffer (in order) for the next flush.
+
+        Args:
+            final: write every record. The background flusher passes ``False``: an open
+                younger than two flush intervals whose close has not arrived yet stays in
+                the buffer (with its events), so a short connection becomes one INSERT
+                with its final counters instead of an INSERT and a later UPDATE.
         """
         with self._flush_lock:
             if not connections[audit_alias()].in_atomic_block:
                 close_old_connections()
             ok = True
+            held: list[PendingRecord] = []
+            held_ids: set[str] = set()
+            young_after = time.time() - 2 * get_settings().AUDIT_FLUSH_INTERVAL
             while ok:
                 with self._lock:
                     batch = [
@@ -287,7 +296,14 @@ class AuditWriter:
                     ]
                 if not batch:
                     break
+                if not final:
+                    batch = _hold_young_opens(batch, young_after, held, held_ids)
+                    if not batch:
+                        continue
                 ok = self._write_or_requeue(batch)
+            if held:
+                with self._lock:
+                    self._pending.extendleft(reversed(held))
             if ok:
                 ok = self._write_counters()
             self._prune_minute_counts()
@@ -423,6 +439,33 @@ class AuditWriter:
         with self._lock:
             for bucket in [b for b in self._minute_counts if b[2] < current - 1]:
                 del self._minute_counts[bucket]
+
+
+def _hold_young_opens(
+    batch: list[PendingRecord],
+    young_after: float,
+    held: list[PendingRecord],
+    held_ids: set[str],
+) -> list[PendingRecord]:
+    """Move the young opens still waiting for their close (and their events) to ``held``.
+
+    Return the records to write now. A close is never held: when its open is held too it
+    is held with it (the pair is written as one row later); otherwise its open was written.
+    """
+    closed = {r.fields["connection_id"] for r in batch if r.kind == "close"}
+    write: list[PendingRecord] = []
+    for record in batch:
+        connection_id = record.fields["connection_id"]
+        if connection_id in held_ids:
+            held.append(record)
+            if record.kind == "close":
+                held_ids.discard(connection_id)
+        elif record.kind == "open" and record.at > young_after and connection_id not in closed:
+            held.append(record)
+            held_ids.add(connection_id)
+        else:
+            write.append(record)
+    return write
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,11 @@ Result = tuple[Verdict, str]
 
 A01 = "OWASP A01:2021 Broken Access Control; " + OWASP_WS + "#authentication"
 A07 = "OWASP A07:2021 Identification and Authentication Failures; " + OWASP_WS + "#authentication"
-ORIGIN = "OWASP WS cheat sheet: Origin validation (CSWSH); " + OWASP_WS + "#cross-site-websocket-hijacking-cswsh"
+ORIGIN = (
+    "OWASP WS cheat sheet: Origin validation (CSWSH); "
+    + OWASP_WS
+    + "#cross-site-websocket-hijacking-cswsh"
+)
 TRANSPORT = "OWASP A02:2021 Cryptographic Failures; " + OWASP_WS + "#transport-security"
 A05 = "OWASP A05:2021 Security Misconfiguration; " + OWASP_WS
 A04 = "OWASP A04:2021 Insecure Design (DoS); " + OWASP_WS + "#denial-of-service"
@@ -340,12 +344,14 @@ async def transport_hsts(session: ProbeSession) -> Result:
     await session.bucket.take()
 
     def head() -> str | None:
-        request = urllib.request.Request(url, method="GET")  # noqa: S310
+        request = urllib.request.Request(url, method="GET")
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return response.headers.get("Strict-Transport-Security")
+                value = response.headers.get("Strict-Transport-Security")
+                return str(value) if value is not None else None
         except urllib.error.HTTPError as exc:
-            return exc.headers.get("Strict-Transport-Security")
+            value = exc.headers.get("Strict-Transport-Security")
+            return str(value) if value is not None else None
 
     try:
         value = await asyncio.to_thread(head)
@@ -370,7 +376,7 @@ async def transport_hsts(session: ProbeSession) -> Result:
     A05,
 )
 async def handshake_subprotocol_echo(session: ProbeSession) -> Result:
-    token = session.config.token if session.config.token_via == "subprotocol" else None
+    token = session.config.token if session.config.token_via == "subprotocol" else None  # noqa: S105
     if token:
         outcome = await session.attempt(settle=0.2)
     else:
@@ -423,7 +429,11 @@ _LEAK = re.compile(r"Traceback|File \"|Exception|/site-packages/|SECRET|password
 async def close_refusal_hygiene(session: ProbeSession) -> Result:
     bait = "bogus-" + MARKER + "-token"
     outcome = await session.attempt(credentials=False, token=bait)
-    texts = [outcome.body.decode("utf-8", "replace"), outcome.close_reason, outcome.first_frame or ""]
+    texts = [
+        outcome.body.decode("utf-8", "replace"),
+        outcome.close_reason,
+        outcome.first_frame or "",
+    ]
     texts += [v for _k, v in outcome.headers]
     blob = "\n".join(texts)
     if MARKER in blob:

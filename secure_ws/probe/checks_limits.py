@@ -110,7 +110,7 @@ async def limits_message_flood(session: ProbeSession) -> Result:
         start = time.monotonic()
         sent = 0
         try:
-            for sent in range(1, count + 1):  # noqa: B007
+            for sent in range(1, count + 1):
                 if reader.done():
                     break
                 await session.send(conn, ping(session, client_id=str(sent)))
@@ -158,12 +158,18 @@ async def limits_connection_flood(session: ProbeSession) -> Result:
                 status = exc.response.status_code
                 return Verdict.PASS, f"capped: {opened} open, next one refused with HTTP {status}"
             except (InvalidHandshake, OSError, TimeoutError) as exc:
-                return Verdict.PASS, f"capped: {opened} open, next one failed ({type(exc).__name__})"
+                return (
+                    Verdict.PASS,
+                    f"capped: {opened} open, next one failed ({type(exc).__name__})",
+                )
             try:
                 await asyncio.wait_for(conn.recv(), 0.05)
             except TimeoutError:
                 pass
             except ConnectionClosed as closed:
-                return Verdict.PASS, f"capped: {opened} open, next one closed {close_code_of(closed)}"
+                return (
+                    Verdict.PASS,
+                    f"capped: {opened} open, next one closed {close_code_of(closed)}",
+                )
             opened += 1
     return Verdict.FAIL, f"{opened} concurrent connections accepted without a cap"

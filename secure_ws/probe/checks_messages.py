@@ -114,7 +114,9 @@ async def frames_fragmented(session: ProbeSession) -> Result:
     data = ping(session, pad="y" * session.config.oversize_bytes)
     chunk = max(1, len(data) // 64)
     fragments = [data[i : i + chunk] for i in range(0, len(data), chunk)]
-    return await send_hostile(session, fragments, f"{len(data)} bytes in {len(fragments)} fragments")
+    return await send_hostile(
+        session, fragments, f"{len(data)} bytes in {len(fragments)} fragments"
+    )
 
 
 @check(
@@ -184,7 +186,9 @@ async def messages_huge_number(session: ProbeSession) -> Result:
     INPUT,
 )
 async def messages_nan(session: ProbeSession) -> Result:
-    return await send_hostile(session, '{"type": "ping", "payload": {"n": NaN, "m": Infinity}}', "NaN")
+    return await send_hostile(
+        session, '{"type": "ping", "payload": {"n": NaN, "m": Infinity}}', "NaN"
+    )
 
 
 @check(

@@ -69,15 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="handshakes+messages per second across all connections (50)",
     )
     run.add_argument("--flood-messages", type=int, default=150, help="message flood size (150)")
-    run.add_argument(
-        "--flood-connections", type=int, default=60, help="connection flood size (60)"
-    )
+    run.add_argument("--flood-connections", type=int, default=60, help="connection flood size (60)")
     run.add_argument(
         "--wait", type=float, default=8.0, help="seconds the idle/slow checks wait (8)"
     )
     run.add_argument("--list", action="store_true", help="list the checks and exit")
     out = parser.add_argument_group("output")
-    out.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON report (- = stdout)")
+    out.add_argument(
+        "--json", nargs="?", const="-", metavar="FILE", help="JSON report (- = stdout)"
+    )
     out.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report")
     out.add_argument("--quiet", action="store_true", help="no progress on stderr")
 

@@ -20,7 +20,12 @@ def checks_markdown() -> str:
         members = [c for c in checks if c.group == group]
         if not members:
             continue
-        lines += [f"### {group}", "", "| id | what it tries | why | reference |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"### {group}",
+            "",
+            "| id | what it tries | why | reference |",
+            "| --- | --- | --- | --- |",
+        ]
         for c in members:
             ref = c.owasp.split(";")[0]
             link = c.owasp.split(";")[1].strip() if ";" in c.owasp else c.owasp

@@ -23,7 +23,7 @@ REDACTED = "[redacted]"
 class Verdict(StrEnum):
     """The outcome of one check."""
 
-    PASS = "PASS"
+    PASS = "PASS"  # noqa: S105
     FAIL = "FAIL"
     WARN = "WARN"
     SKIP = "SKIP"
@@ -79,7 +79,7 @@ class ProbeConfig:
 
     url: str
     token: str | None = None
-    token_via: str = "subprotocol"
+    token_via: str = "subprotocol"  # noqa: S105
     headers: list[tuple[str, str]] = field(default_factory=list)
     subprotocols: list[str] = field(default_factory=list)
     ticket_url: str | None = None

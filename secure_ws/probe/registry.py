@@ -51,7 +51,9 @@ def check(
     def register(func: CheckFunc) -> CheckFunc:
         if id in _REGISTRY:
             raise ValueError(f"duplicate check id {id!r}")
-        _REGISTRY[id] = Check(id=id, group=group, title=title, rationale=rationale, owasp=owasp, func=func)
+        _REGISTRY[id] = Check(
+            id=id, group=group, title=title, rationale=rationale, owasp=owasp, func=func
+        )
         return func
 
     return register
@@ -66,9 +68,7 @@ def all_checks() -> list[Check]:
     return list(_REGISTRY.values())
 
 
-def select_checks(
-    only: Iterable[str] = (), skip: Iterable[str] = ()
-) -> list[Check]:
+def select_checks(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
     """Return the checks ``--only``/``--skip`` leave, matching ids or id prefixes (``origin.``).
 
     Raises:
@@ -78,8 +78,10 @@ def select_checks(
     only, skip = list(only), list(skip)
 
     def matches(check_id: str, pattern: str) -> bool:
-        return check_id == pattern or (pattern.endswith(".") and check_id.startswith(pattern)) or (
-            check_id.split(".", 1)[0] == pattern
+        return (
+            check_id == pattern
+            or (pattern.endswith(".") and check_id.startswith(pattern))
+            or (check_id.split(".", 1)[0] == pattern)
         )
 
     for pattern in [*only, *skip]:

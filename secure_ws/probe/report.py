@@ -38,7 +38,9 @@ def table(results: Sequence[CheckResult], checks: Sequence[Check]) -> str:
     return "\n".join(lines)
 
 
-def to_json(url: str, mode: str | None, results: Sequence[CheckResult], checks: Sequence[Check]) -> str:
+def to_json(
+    url: str, mode: str | None, results: Sequence[CheckResult], checks: Sequence[Check]
+) -> str:
     """The JSON report (``schema_version`` 1)."""
     by_id = {c.id: c for c in checks}
     data: dict[str, Any] = {

@@ -102,13 +102,11 @@ class ProbeSession:
 
     # ------------------------------------------------------------------ credentials
 
-    def credential_parts(
-        self, token: str | None
-    ) -> tuple[list[str], list[tuple[str, str]]]:
+    def credential_parts(self, token: str | None) -> tuple[list[str], list[tuple[str, str]]]:
         """Subprotocol entries and headers that carry ``token`` the configured way."""
         if token is None:
             return [], []
-        if self.config.token_via == "header":
+        if self.config.token_via == "header":  # noqa: S105
             return [], [("Authorization", f"Bearer {token}")]
         return [f"bearer.{token}"], []
 
@@ -147,7 +145,7 @@ class ProbeSession:
         self,
         *,
         url: str | None = None,
-        origin: str | None | bool = True,
+        origin: str | bool | None = True,
         credentials: bool = True,
         token: str | None = None,
         subprotocols: Sequence[str] | None = None,
@@ -164,7 +162,11 @@ class ProbeSession:
             InvalidStatus, InvalidHandshake, OSError, TimeoutError: the handshake failed.
         """
         await self.bucket.take()
-        offered = [APP_SUBPROTOCOL, *self.config.subprotocols] if subprotocols is None else list(subprotocols)
+        offered = (
+            [APP_SUBPROTOCOL, *self.config.subprotocols]
+            if subprotocols is None
+            else list(subprotocols)
+        )
         extra_headers = list(headers)
         target = url or self.config.url
         if token is not None:
@@ -251,7 +253,7 @@ class ProbeSession:
         return self.baseline
 
 
-async def receive(conn: ClientConnection, timeout: float) -> str | bytes | None:
+async def receive(conn: ClientConnection, timeout: float) -> str | bytes | None:  # noqa: ASYNC109
     """The next message, or ``None`` if none came within ``timeout``.
 
     Raises:

@@ -111,4 +111,6 @@ def other_alg_token(token: str | None, key: str | None) -> str | None:
         return None
     header = dict(decoded[0], alg=other)
     parts = token.split(".")
-    return b64url(json.dumps(header, separators=(",", ":")).encode()) + "." + parts[1] + "." + parts[2]
+    return (
+        b64url(json.dumps(header, separators=(",", ":")).encode()) + "." + parts[1] + "." + parts[2]
+    )

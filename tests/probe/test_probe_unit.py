@@ -11,8 +11,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from secure_ws.probe import tokens as jwt
 from secure_ws.probe import throttle
+from secure_ws.probe import tokens as jwt
 from secure_ws.probe.cli import build_parser, config_from_args, execute, public_url
 from secure_ws.probe.docs import BEGIN, END, checks_markdown
 from secure_ws.probe.model import REDACTED, CheckResult, ProbeConfig, Verdict, redact
@@ -32,7 +32,9 @@ def test_registry_has_at_least_thirty_checks_with_unique_ids_in_known_groups() -
     for c in checks:
         assert c.group in GROUPS
         assert c.id.split(".")[0] == c.group
-        assert c.title and c.rationale and "OWASP" in c.owasp
+        assert c.title
+        assert c.rationale
+        assert "OWASP" in c.owasp
 
 
 def test_every_issue_group_is_covered() -> None:
@@ -76,7 +78,7 @@ def test_a_pattern_that_matches_nothing_is_an_error() -> None:
         select_checks(only=["origin.typo"])
 
 
-def test_token_bucket_waits_for_refill_beyond_the_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_bucket_waits_for_refill_beyond_the_burst() -> None:
     clock = [100.0]
     sleeps: list[float] = []
 
@@ -84,11 +86,8 @@ def test_token_bucket_waits_for_refill_beyond_the_burst(monkeypatch: pytest.Monk
         sleeps.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(throttle.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(throttle.asyncio, "sleep", fake_sleep)
-
     async def take_many() -> None:
-        bucket = throttle.TokenBucket(rate=10, burst=5)
+        bucket = throttle.TokenBucket(rate=10, burst=5, clock=lambda: clock[0], sleep=fake_sleep)
         for _ in range(25):
             await bucket.take()
 
@@ -104,10 +103,12 @@ def test_token_bucket_refuses_a_non_positive_rate() -> None:
 
 def test_forged_tokens_keep_claims_and_change_what_they_should() -> None:
     header, claims = jwt.decode_unverified(jwt.alg_none_token(TOKEN)) or ({}, {})
-    assert header["alg"] == "none" and claims["user_id"] == "1"
+    assert header["alg"] == "none"
+    assert claims["user_id"] == "1"
     assert jwt.alg_none_token(TOKEN).endswith(".")
     tampered = jwt.tampered_token(TOKEN)
-    assert tampered is not None and tampered.split(".")[2] == TOKEN.split(".")[2]
+    assert tampered is not None
+    assert tampered.split(".")[2] == TOKEN.split(".")[2]
     assert (jwt.decode_unverified(tampered) or ({}, {}))[1]["user_id"] == "2"
     expired = jwt.expired_token(TOKEN, "k" * 32)
     exp = (jwt.decode_unverified(expired) or ({}, {}))[1]["exp"]
@@ -120,7 +121,8 @@ def test_forged_tokens_keep_claims_and_change_what_they_should() -> None:
 def test_redaction_removes_secrets_and_anything_jwt_shaped() -> None:
     text = f"token {TOKEN} and key hunter2-key and forged {jwt.alg_none_token(None)}\nline two"
     line = redact(text, ["hunter2-key"])
-    assert TOKEN not in line and "hunter2-key" not in line
+    assert TOKEN not in line
+    assert "hunter2-key" not in line
     assert "\n" not in line
     assert line.count(REDACTED) == 3
     assert len(redact("x" * 1000, [])) <= 200
@@ -141,12 +143,15 @@ def test_reports_carry_every_result() -> None:
     assert summary(results) == {"PASS": 1, "FAIL": 1, "WARN": 1, "SKIP": 1}
     text = table(results, checks)
     for r in results:
-        assert r.check_id in text and r.evidence in text
+        assert r.check_id in text
+        assert r.evidence in text
     data = json.loads(to_json("ws://x/ws/", "v1", results, checks))
-    assert data["schema_version"] == 1 and data["protocol"] == "v1"
+    assert data["schema_version"] == 1
+    assert data["protocol"] == "v1"
     assert [r["verdict"] for r in data["results"]] == ["FAIL", "PASS", "SKIP", "WARN"]
     suite = ElementTree.fromstring(to_junit("ws://x/ws/", results, checks))
-    assert suite.get("tests") == "4" and suite.get("failures") == "1"
+    assert suite.get("tests") == "4"
+    assert suite.get("failures") == "1"
     assert suite.get("skipped") == "1"
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert cases["auth.no_credentials"].find("failure") is not None
@@ -169,7 +174,7 @@ def test_a_check_that_raises_or_hangs_becomes_a_redacted_warning() -> None:
         return Verdict.PASS, ""
 
     async def leaky(session: object) -> tuple[Verdict, str]:
-        return Verdict.FAIL, f"saw secret-token-abc in reply"
+        return Verdict.FAIL, "saw secret-token-abc in reply"
 
     checks = [
         Check("auth.boom", "auth", "t", "r", "OWASP", boom),  # type: ignore[arg-type]
