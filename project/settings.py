@@ -112,7 +112,9 @@ if REDIS_URL:
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis'
                 # BZPOPMIN timeout: idle consumers then die with TimeoutError at random
                 # (channels_redis#422, redis-py#4091). Keep the read timeout above it.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # redis-py 8 pools raise past max_connections (default 100) instead of
+                # waiting: leave room for bursts of group_add/group_send.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}],
                 "prefix": f"{KEY_PREFIX}:layer",
             },
         }

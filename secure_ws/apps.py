@@ -22,3 +22,7 @@ class SecureWSConfig(AppConfig):
             except ModuleNotFoundError as exc:
                 if exc.name != module:
                     raise
+        # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
+        from secure_ws.shutdown import install_daphne_shutdown
+
+        install_daphne_shutdown()

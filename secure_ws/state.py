@@ -34,6 +34,12 @@ _clients_lock = threading.Lock()
 #: Seconds a Redis command (or a connect) may take before it counts as unavailable.
 SOCKET_TIMEOUT = 2.0
 
+#: Redis connections per pool (one async pool per event loop, one sync pool per process).
+#: The pools BLOCK when all are busy (waiting at most ``SOCKET_TIMEOUT``) instead of
+#: raising: redis-py 8's default pool raises ``MaxConnectionsError`` at 100 in flight,
+#: which turned bursts of good clients into spurious ``backend_unavailable`` refusals.
+MAX_CONNECTIONS = 100
+
 
 def command_deadline() -> asyncio.Timeout:
     """Bound one Redis call: ``async with command_deadline(): await client.get(...)``.
@@ -62,7 +68,13 @@ def get_redis() -> redis.asyncio.Redis | None:
         with _clients_lock:
             client = _clients.get(loop)
             if client is None:
-                client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=SOCKET_TIMEOUT)
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=MAX_CONNECTIONS,
+                    timeout=SOCKET_TIMEOUT,
+                    socket_connect_timeout=SOCKET_TIMEOUT,
+                )
+                client = redis.asyncio.Redis.from_pool(pool)
                 _clients[loop] = client
     return client
 
@@ -80,9 +92,14 @@ async def close_redis() -> None:
 
 @lru_cache(maxsize=1)
 def _sync_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=SOCKET_TIMEOUT,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
     )
+    return redis.Redis.from_pool(pool)
 
 
 def get_sync_redis() -> redis.Redis | None:

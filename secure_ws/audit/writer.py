@@ -3,8 +3,14 @@
 Sink calls come from the event loop. They only snapshot the audit-safe facts, append them
 to a bounded in-memory buffer under a short lock and return: no database round trip on the
 handshake. A background thread writes the buffer in batches (``AUDIT_BATCH_SIZE`` records
-or every ``AUDIT_FLUSH_INTERVAL`` seconds) with ``bulk_create``/``bulk_update``;
-:meth:`AuditWriter.flush` does the same on demand (tests, shutdown, ``atexit``).
+or every ``AUDIT_FLUSH_INTERVAL`` seconds); :meth:`AuditWriter.flush` does the same on demand
+(tests, shutdown, ``atexit``) and writes everything.
+
+The flusher keeps the statements few, because it competes with the event loop for the GIL:
+an open and its close are put in the same batch, so a connection closed before its open was
+written is one INSERT with its final counters; the background pass leaves an open younger
+than two flush intervals in the buffer until its close arrives; the closes of rows written
+earlier are one UPDATE per batch (see :func:`secure_ws.audit.storage.update_closes`).
 
 Accounting is exact, so an attacker cannot hide attempts nor flood the table:
 
@@ -113,6 +119,7 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending: deque[PendingRecord] = deque()
+        self._in_flight = 0  # records taken by a flush and not yet written or requeued
         self._minute_counts: dict[tuple[str, str, int], int] = {}
         self._aggregates: dict[tuple[str, str, int], _Aggregate] = {}
         self._lost = _Lost()
@@ -194,7 +201,7 @@ class AuditWriter:
                 self._lost.opens.discard(connection_id)
             self._lose_locked(record)
             return
-        if len(self._pending) >= get_settings().AUDIT_BUFFER_SIZE:
+        if len(self._pending) + self._in_flight >= get_settings().AUDIT_BUFFER_SIZE:
             self._lose_locked(record)
             return
         self._pending.append(record)
@@ -284,33 +291,49 @@ class AuditWriter:
         with self._flush_lock:
             if not connections[audit_alias()].in_atomic_block:
                 close_old_connections()
-            ok = True
-            held: list[PendingRecord] = []
-            held_ids: set[str] = set()
-            young_after = time.time() - 2 * get_settings().AUDIT_FLUSH_INTERVAL
-            while ok:
-                with self._lock:
-                    batch = [
-                        self._pending.popleft()
-                        for _ in range(min(len(self._pending), get_settings().AUDIT_BATCH_SIZE))
-                    ]
-                if not batch:
-                    break
-                if not final:
-                    batch = _hold_young_opens(batch, young_after, held, held_ids)
-                    if not batch:
-                        continue
-                ok = self._write_or_requeue(batch)
-            if held:
-                with self._lock:
-                    self._pending.extendleft(reversed(held))
+            with self._lock:
+                records = list(self._pending)
+                self._pending.clear()
+                self._in_flight = len(records)
+            try:
+                ok = self._write_records(records, final=final)
+            finally:
+                self._in_flight = 0
             if ok:
                 ok = self._write_counters()
             self._prune_minute_counts()
             metrics.AUDIT_BUFFER_DEPTH.set(len(self._pending))
             return ok
 
-    def _write_or_requeue(self, batch: list[PendingRecord]) -> bool:
+    def _write_records(self, records: list[PendingRecord], *, final: bool) -> bool:
+        held: list[PendingRecord] = []
+        if not final:
+            young_after = time.time() - 2 * get_settings().AUDIT_FLUSH_INTERVAL
+            records = _hold_young_opens(records, young_after, held)
+        records = _pair_closes(records)
+        size = get_settings().AUDIT_BATCH_SIZE
+        ok = True
+        start = 0
+        while start < len(records):
+            end = min(start + size, len(records))
+            if end < len(records) and _is_pair(records[end - 1], records[end]):
+                end += 1  # never split an open from its close
+            ok = self._write_or_requeue(records[start:end], rest=records[end:])
+            if not ok:
+                break
+            with self._lock:
+                self._in_flight = len(records) - end
+            start = end
+        if held:
+            with self._lock:
+                self._pending.extendleft(reversed(held))
+        return ok
+
+    def _write_or_requeue(
+        self, batch: list[PendingRecord], *, rest: list[PendingRecord] | None = None
+    ) -> bool:
+        """Write ``batch``; on failure put it and ``rest`` back at the front, in order."""
+        rest = rest or []
         try:
             with transaction.atomic(using=audit_alias()):
                 write_batch(batch)
@@ -318,7 +341,7 @@ class AuditWriter:
             # The database is unreachable: keep everything, in order, for the next flush.
             self._database_failed(exc)
             with self._lock:
-                self._pending.extendleft(reversed(batch))
+                self._pending.extendleft(reversed(batch + rest))
             return False
         except DatabaseError as exc:
             # The database refused the data itself: a poison record must not block the
@@ -327,17 +350,17 @@ class AuditWriter:
             logger.error(
                 "audit batch refused (%s); writing it record by record", type(exc).__name__
             )
-            return self._write_one_by_one(batch)
+            return self._write_one_by_one(batch, rest)
         except Exception as exc:
             # Anything else (misconfiguration, a blocked connection): keep the records.
             self._database_failed(exc)
             with self._lock:
-                self._pending.extendleft(reversed(batch))
+                self._pending.extendleft(reversed(batch + rest))
             return False
         self._database_ok()
         return True
 
-    def _write_one_by_one(self, batch: list[PendingRecord]) -> bool:
+    def _write_one_by_one(self, batch: list[PendingRecord], rest: list[PendingRecord]) -> bool:
         for index, record in enumerate(batch):
             try:
                 with transaction.atomic(using=audit_alias()):
@@ -345,7 +368,7 @@ class AuditWriter:
             except (OperationalError, InterfaceError) as exc:
                 self._database_failed(exc)
                 with self._lock:
-                    self._pending.extendleft(reversed(batch[index:]))
+                    self._pending.extendleft(reversed(batch[index:] + rest))
                 return False
             except DatabaseError as exc:
                 metrics.AUDIT_WRITE_FAILURES.inc()
@@ -359,7 +382,7 @@ class AuditWriter:
             except Exception as exc:
                 self._database_failed(exc)
                 with self._lock:
-                    self._pending.extendleft(reversed(batch[index:]))
+                    self._pending.extendleft(reversed(batch[index:] + rest))
                 return False
         self._database_ok()
         return True
@@ -442,30 +465,59 @@ class AuditWriter:
 
 
 def _hold_young_opens(
-    batch: list[PendingRecord],
-    young_after: float,
-    held: list[PendingRecord],
-    held_ids: set[str],
+    records: list[PendingRecord], young_after: float, held: list[PendingRecord]
 ) -> list[PendingRecord]:
-    """Move the young opens still waiting for their close (and their events) to ``held``.
+    """Move the young opens whose close has not arrived (and their events) to ``held``.
 
-    Return the records to write now. A close is never held: when its open is held too it
-    is held with it (the pair is written as one row later); otherwise its open was written.
+    Return the records to write now. Their close usually follows within milliseconds, and
+    an open written together with its close is one INSERT instead of an INSERT now and an
+    UPDATE later.
     """
-    closed = {r.fields["connection_id"] for r in batch if r.kind == "close"}
+    closed = {r.fields["connection_id"] for r in records if r.kind == "close"}
+    held_ids: set[str] = set()
     write: list[PendingRecord] = []
-    for record in batch:
+    for record in records:
         connection_id = record.fields["connection_id"]
         if connection_id in held_ids:
             held.append(record)
-            if record.kind == "close":
-                held_ids.discard(connection_id)
         elif record.kind == "open" and record.at > young_after and connection_id not in closed:
             held.append(record)
             held_ids.add(connection_id)
         else:
             write.append(record)
     return write
+
+
+def _pair_closes(records: list[PendingRecord]) -> list[PendingRecord]:
+    """Move each close right after its open (when both are here) so they share a batch.
+
+    Events stay where they were: they are linked by connection id, in whatever batch.
+    """
+    opened = {r.fields["connection_id"] for r in records if r.kind == "open"}
+    moved: dict[str, PendingRecord] = {}
+    for record in records:
+        connection_id = record.fields["connection_id"]
+        if record.kind == "close" and connection_id in opened and connection_id not in moved:
+            moved[connection_id] = record
+    if not moved:
+        return records
+    paired: list[PendingRecord] = []
+    for record in records:
+        connection_id = record.fields["connection_id"]
+        if record.kind == "close" and moved.get(connection_id) is record:
+            continue
+        paired.append(record)
+        if record.kind == "open" and connection_id in moved:
+            paired.append(moved[connection_id])
+    return paired
+
+
+def _is_pair(first: PendingRecord, second: PendingRecord) -> bool:
+    return (
+        first.kind == "open"
+        and second.kind == "close"
+        and first.fields["connection_id"] == second.fields["connection_id"]
+    )
 
 
 @lru_cache(maxsize=1)

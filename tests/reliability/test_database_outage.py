@@ -19,7 +19,8 @@ from asgiref.sync import sync_to_async
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import access_token_for
-from tests.reliability.conftest import TcpProxy, open_client, ping
+from tests.reliability.conftest import open_client, ping
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

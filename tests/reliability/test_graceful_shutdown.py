@@ -1,10 +1,10 @@
 """SIGTERM to daphne: every client gets a "going away" close and the audit trail is complete.
 
 daphne's own shutdown (``Server.kill_all_applications``, a Twisted "before shutdown"
-trigger) cancels every application task and lets the reactor drop the sockets; it sends no
-close frame of its own. So a clean 1001 (4001 through autobahn, which refuses to send
-1001) can only come from the application reacting to that cancellation, and the audit
-records of those closes must be written before the process exits.
+trigger) cancels every application task and lets the reactor drop the sockets without a
+close frame: clients saw 1006 and no close was audited. ``secure_ws.shutdown`` (installed
+by the AppConfig under daphne) sends each open WebSocket a real 1001 close first, waits
+for the closing handshakes, and flushes the audit writer before the reactor stops.
 """
 
 from __future__ import annotations
@@ -16,21 +16,14 @@ import subprocess
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from websockets.exceptions import ConnectionClosed
 
-from secure_ws.codes import CloseCode, private_close_code
+from secure_ws.codes import CloseCode, Outcome, private_close_code
 from tests.conftest import access_token_for
 from tests.reliability.conftest import open_client, ping
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-#: Known gap, kept visible: daphne cancels the application tasks on SIGTERM and tears the
-#: sockets down before a cancelled task runs again, so clients see 1006 and no close is
-#: audited (see docs/performance.md, "Graceful shutdown"). ``strict``: the day this
-#: passes, the marker must go.
-KNOWN_DAPHNE_GAP = pytest.mark.xfail(
-    strict=True, reason="daphne drops sockets on SIGTERM before the app can close them"
-)
 
 GOING_AWAY = {CloseCode.GOING_AWAY, private_close_code(CloseCode.GOING_AWAY)}
 
@@ -47,6 +40,19 @@ async def _close_code(conn: Any) -> int | str | None:
         return "hang"
 
 
+def _audited_close_codes(names: tuple[str, ...]) -> dict[str, int | None]:
+    """username -> close code of the audit table's connection rows (written at shutdown)."""
+    from django.db import connection
+
+    from secure_ws.audit.models import ConnectionRecord
+
+    try:
+        rows = ConnectionRecord.objects.filter(username__in=names, outcome=Outcome.ACCEPTED.value)
+        return dict(rows.values_list("username", "close_code"))
+    finally:
+        connection.close()  # this worker thread's own connection: never leave it open
+
+
 def _closed_records(log: str) -> dict[str, int]:
     """username -> close code of the audit's ``closed`` lines in the server log."""
     closed = {}
@@ -59,7 +65,6 @@ def _closed_records(log: str) -> dict[str, int]:
     return closed
 
 
-@KNOWN_DAPHNE_GAP
 async def test_sigterm_closes_clients_with_going_away_and_flushes_audit(
     daphne_server: Any, demo_users: dict[str, Any]
 ) -> None:
@@ -76,7 +81,10 @@ async def test_sigterm_closes_clients_with_going_away_and_flushes_audit(
     except subprocess.TimeoutExpired:
         pytest.fail("daphne did not exit within 30 s of SIGTERM")
     closed = _closed_records(server.log())
+    rows = await sync_to_async(_audited_close_codes, thread_sensitive=False)(names)
 
-    print(f"\ngraceful shutdown: client close codes {codes}; audited closes {closed}")
+    print(f"\ngraceful shutdown: client close codes {codes}; audited closes {closed}; rows {rows}")
     assert all(code in GOING_AWAY for code in codes), codes
     assert {name: closed.get(name) in GOING_AWAY for name in names} == dict.fromkeys(names, True)
+    # Written to the database before the process exited, not only logged.
+    assert {name: rows.get(name) in GOING_AWAY for name in names} == dict.fromkeys(names, True)
