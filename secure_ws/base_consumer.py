@@ -29,6 +29,7 @@ from secure_ws.codes import CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
 from secure_ws.dispatch import SplitDispatchConsumer
 from secure_ws.messages import AuthExpiringPayload
+from secure_ws.shutdown import install_daphne_shutdown
 from secure_ws.timers import ConnectionTimers
 from secure_ws.traffic import ConnectionTraffic
 
@@ -72,6 +73,8 @@ class AuditedConsumer(SplitDispatchConsumer):
         self._cleaned = False
         self._close_code: int | None = None
         self._joined_groups: list[str] = []
+        # Late daphne starts (``runserver``) import daphne after ``ready()``: install here.
+        install_daphne_shutdown()
 
     async def on_close(self, code: int) -> None:
         """Run when the connection ends, however it ends (before the audit record)."""

@@ -43,10 +43,9 @@ def install_daphne_shutdown() -> bool:
         return True
     if "daphne.server" not in sys.modules or "twisted.internet.reactor" not in sys.modules:
         return False
-    from twisted.internet import reactor
-
-    reactor.addSystemEventTrigger("before", "shutdown", _close_and_wait)  # type: ignore[attr-defined]
-    reactor.addSystemEventTrigger("during", "shutdown", _flush_audit_in_thread)  # type: ignore[attr-defined]
+    reactor = _reactor()
+    reactor.addSystemEventTrigger("before", "shutdown", _close_and_wait)
+    reactor.addSystemEventTrigger("during", "shutdown", _flush_audit_in_thread)
     _installed = True
     return True
 
@@ -57,9 +56,7 @@ def _daphne_servers() -> list[Any]:
     daphne keeps its connections on the server object and exposes no registry, so the
     servers are found through the bound method each one registered as its trigger.
     """
-    from twisted.internet import reactor
-
-    event = getattr(reactor, "_eventTriggers", {}).get("shutdown")
+    event = getattr(_reactor(), "_eventTriggers", {}).get("shutdown")
     servers = []
     for trigger in getattr(event, "before", []) if event is not None else []:
         owner = getattr(trigger[0], "__self__", None)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -88,3 +90,23 @@ async def test_sigterm_closes_clients_with_going_away_and_flushes_audit(
     assert {name: closed.get(name) in GOING_AWAY for name in names} == dict.fromkeys(names, True)
     # Written to the database before the process exited, not only logged.
     assert {name: rows.get(name) in GOING_AWAY for name in names} == dict.fromkeys(names, True)
+
+
+def test_shutdown_hooks_do_nothing_without_a_daphne_server() -> None:
+    """Outside daphne (uvicorn, tests) the reactor never runs and no server is found.
+
+    ``daphne`` in ``INSTALLED_APPS`` imports its server module (to install the reactor for
+    ``runserver``), so the triggers may be registered; with no daphne ``Server`` they
+    close nothing, and under uvicorn they never fire because the reactor never runs.
+    """
+    code = (
+        "import django; django.setup();"
+        "from secure_ws.shutdown import close_daphne_websockets, install_daphne_shutdown;"
+        "install_daphne_shutdown(); install_daphne_shutdown();"
+        "assert close_daphne_websockets() == []"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
