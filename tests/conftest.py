@@ -100,6 +100,24 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
             get_writer().stop()
 
 
+@pytest.fixture(autouse=True)
+def _audit_writer_settles_before_db_teardown(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop this process's audit flusher before pytest-django flushes the test database.
+
+    A flusher thread inserting audit rows while pytest-django TRUNCATEs the tables after a
+    transactional test deadlocks in PostgreSQL. Setting the database fixture up first makes
+    this teardown run before its flush; the thread restarts with the next audit record.
+    """
+    uses_database = bool({"db", "transactional_db"} & set(request.fixturenames))
+    if uses_database:
+        request.getfixturevalue("_django_db_helper")
+    yield
+    from secure_ws.audit.writer import get_writer
+
+    if uses_database and get_writer.cache_info().currsize:
+        get_writer().stop()
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """A synchronous client on the test Redis."""
