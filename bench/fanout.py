@@ -16,14 +16,9 @@ from typing import Any
 
 from bench.context import BenchContext
 from bench.measure import HoldSession, summarise_latencies
-from bench.services import FOLDER, ROOT, servers
+from bench.services import COMPARED_STACKS, FOLDER, ROOT, servers
 
-STACKS: list[tuple[str, str, str, dict[str, str]]] = [
-    ("floor", "floor", "daphne", {}),
-    ("diy", "diy", "daphne", {}),
-    ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
-    ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
-]
+STACKS = COMPARED_STACKS
 
 
 def _publish(stack: str, count: int) -> dict[str, float]:

@@ -12,15 +12,14 @@ from typing import Any
 
 from bench.context import BenchContext
 from bench.measure import run_loadgen, summarise_latencies
-from bench.services import servers
+from bench.services import COMPARED_STACKS, servers
 
 #: (label, stack, server, extra environment)
-STACKS: list[tuple[str, str, str, dict[str, str]]] = [
-    ("floor", "floor", "daphne", {}),
-    ("diy", "diy", "daphne", {}),
-    ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
+#: The compared stacks plus secure_ws with auditing off (the audit on/off ratio).
+STACKS = [
+    *COMPARED_STACKS[:3],
     ("secure-noaudit", "secure", "daphne", {"BENCH_AUDIT": "0"}),
-    ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
+    COMPARED_STACKS[3],
 ]
 
 

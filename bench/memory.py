@@ -13,14 +13,9 @@ from typing import Any
 
 from bench.context import BenchContext
 from bench.measure import HoldSession
-from bench.services import servers
+from bench.services import COMPARED_STACKS, servers
 
-STACKS: list[tuple[str, str, str, dict[str, str]]] = [
-    ("floor", "floor", "daphne", {}),
-    ("diy", "diy", "daphne", {}),
-    ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
-    ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
-]
+STACKS = COMPARED_STACKS
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:

@@ -22,6 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: Every scenario compares these: (label, stack, server, extra environment).
+COMPARED_STACKS: list[tuple[str, str, str, dict[str, str]]] = [
+    ("floor", "floor", "daphne", {}),
+    ("diy", "diy", "daphne", {}),
+    ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
+    ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
+]
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Users the bench seeds (``bench0`` ...), all members of folder :data:`FOLDER`.
 USER_COUNT = 50
