@@ -16,12 +16,8 @@ class SecureWSConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing these modules registers checks and signal receivers.
-        for module in ("secure_ws.checks", "secure_ws.revocation"):
-            try:
-                import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name != module:
-                    raise
+        import_module("secure_ws.checks")
+        import_module("secure_ws.revocation")
         # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
         from secure_ws.shutdown import install_daphne_shutdown
 
