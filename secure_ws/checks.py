@@ -410,8 +410,8 @@ def check_jwt_signing_key(app_configs: Sequence[AppConfig] | None, **kwargs: Any
             Error(
                 f"SIMPLE_JWT['SIGNING_KEY'] is {len(key_bytes)} bytes; {jwt.ALGORITHM} needs "
                 f"at least {MIN_HMAC_KEY_BYTES}, or tokens can be forged by brute force.",
-                hint="Generate one with `python -c 'import secrets; "
-                "print(secrets.token_urlsafe(48))'` and load it from the environment.",
+                hint="Generate one with `openssl rand -base64 48` and load it from the "
+                "environment.",
                 id="secure_ws.E040",
             )
         )
