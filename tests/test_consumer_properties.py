@@ -165,13 +165,13 @@ async def exchange(user: Any, frame: dict[str, Any]) -> None:
     ``pong`` (or the close): the frame was answered, and the connection still works.
     """
     comm = communicator(FileEventConsumer, user, path="/ws/files/")
-    connected, _ = await comm.connect()
+    connected, _ = await comm.connect(timeout=10)
     assert connected
     await comm.send_input(frame)
     await comm.send_input({"type": "websocket.receive", "text": '{"type":"ping","id":"alive"}'})
     answers = 0
     while True:
-        output = await comm.receive_output(2)
+        output = await comm.receive_output(10)
         assert_well_formed(output)
         if output["type"] == "websocket.close":
             break
