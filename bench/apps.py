@@ -5,12 +5,16 @@
 * ``diy_application``: what a Channels tutorial builds: ``AllowedHostsOriginValidator`` and a
   small simplejwt middleware that decodes ``?token=`` and fetches the user with
   ``database_sync_to_async``; the consumer refuses anonymous users.
+* ``catm_application``: what a user finds first on PyPI: channels-auth-token-middlewares'
+  ``SimpleJWTAuthTokenMiddleware`` (``Authorization: Bearer``, the user fetched from the
+  database by simplejwt's ``JWTAuthentication``) and the same consumer refusing anonymous
+  users. No origin check, no caps, no audit.
 * ``secure_application``: ``secure_websocket(URLRouter(...))`` with a
   ``SecureJsonWebsocketConsumer`` echo endpoint and the demo's ``FileEventConsumer``.
 
 Each serves ``/ws/echo/`` (``echo`` and ``ping`` messages) and ``/ws/files/``
-(``subscribe`` to a folder, then ``file.uploaded`` events), so one load generator drives all
-three. Run one with ``daphne bench.apps:floor_application`` and ``bench.settings``.
+(``subscribe`` to a folder, then ``file.uploaded`` events), so one load generator drives them
+all. Run one with ``daphne bench.apps:floor_application`` and ``bench.settings``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.middleware import BaseMiddleware  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels_auth_token_middlewares.middleware import (  # noqa: E402
+    SimpleJWTAuthTokenMiddleware,
+)
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import AnonymousUser  # noqa: E402
 from django.urls import path  # noqa: E402
@@ -129,6 +136,7 @@ def _plain_routes(consumer: type[PlainConsumer]) -> URLRouter:
 
 floor_application = _plain_routes(PlainConsumer)
 diy_application = AllowedHostsOriginValidator(QueryStringJwtMiddleware(_plain_routes(DiyConsumer)))
+catm_application = SimpleJWTAuthTokenMiddleware(_plain_routes(DiyConsumer))
 secure_application = secure_websocket(
     URLRouter(
         [

@@ -24,7 +24,7 @@ class BenchContext:
 
     def target_job(self, stack: str, port: int, path: str = "/ws/echo/") -> dict[str, Any]:
         """The load-generator fields that say where and how to connect to ``stack``."""
-        auth = {"floor": "none", "diy": "query", "secure": "bearer"}[stack]
+        auth = {"floor": "none", "diy": "query", "catm": "header", "secure": "bearer"}[stack]
         return {"port": port, "path": path, "auth": auth, "tokens": self.tokens}
 
 

@@ -3,6 +3,7 @@
 Each worker opens a connection (TCP connect, upgrade, the whole gate, the consumer's
 accept) and closes it again, in a loop, for a fixed time; the load level is the number of
 concurrent workers. Stacks: the plain consumer (floor), the do-it-yourself JWT stack,
+channels-auth-token-middlewares' SimpleJWT middleware (catm),
 secure_ws with auditing on and off on daphne, and secure_ws on uvicorn.
 """
 
@@ -17,9 +18,9 @@ from bench.services import COMPARED_STACKS, servers
 #: (label, stack, server, extra environment)
 #: The compared stacks plus secure_ws with auditing off (the audit on/off ratio).
 STACKS = [
-    *COMPARED_STACKS[:3],
+    *COMPARED_STACKS[:4],
     ("secure-noaudit", "secure", "daphne", {"BENCH_AUDIT": "0"}),
-    COMPARED_STACKS[3],
+    *COMPARED_STACKS[4:],
 ]
 
 

@@ -56,6 +56,11 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "handshake/s secure vs DIY (peak)", _ratio(_peak(hs, "secure"), _peak(hs, "diy")), 1.0
         )
         check(
+            "handshake/s secure vs CATM SimpleJWT middleware (peak)",
+            _ratio(_peak(hs, "secure"), _peak(hs, "catm")),
+            1.5,
+        )
+        check(
             "handshake/s audit on vs off (peak)",
             _ratio(_peak(hs, "secure"), _peak(hs, "secure-noaudit")),
             0.95,

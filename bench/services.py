@@ -26,6 +26,7 @@ from pathlib import Path
 COMPARED_STACKS: list[tuple[str, str, str, dict[str, str]]] = [
     ("floor", "floor", "daphne", {}),
     ("diy", "diy", "daphne", {}),
+    ("catm", "catm", "daphne", {}),
     ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
     ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
 ]
@@ -39,6 +40,7 @@ LOG_DIR = Path(tempfile.gettempdir()) / "secure_ws_bench_logs"
 APPLICATIONS = {
     "floor": "bench.apps:floor_application",
     "diy": "bench.apps:diy_application",
+    "catm": "bench.apps:catm_application",
     "secure": "bench.apps:secure_application",
 }
 

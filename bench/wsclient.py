@@ -39,7 +39,7 @@ class Target:
 
     port: int
     path: str
-    auth: str  # "none" | "query" | "bearer"
+    auth: str  # "none" | "query" | "header" | "bearer"
     host: str = "127.0.0.1"
 
 
@@ -62,6 +62,7 @@ def _request(target: Target, token: str | None) -> bytes:
     elif token and target.auth == "bearer":
         protocols.append(BEARER_SUBPROTOCOL_PREFIX + token)
     key = base64.b64encode(os.urandom(16)).decode()
+    authorization = [f"Authorization: Bearer {token}"] if token and target.auth == "header" else []
     lines = [
         f"GET {path} HTTP/1.1",
         f"Host: {target.host}:{target.port}",
@@ -71,6 +72,7 @@ def _request(target: Target, token: str | None) -> bytes:
         "Sec-WebSocket-Version: 13",
         f"Origin: {ORIGIN}",
         f"Sec-WebSocket-Protocol: {', '.join(protocols)}",
+        *authorization,
         "",
         "",
     ]
