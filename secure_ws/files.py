@@ -285,7 +285,7 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
             allowed = await self.get_folder_policy().can_read(self.scope.get("user"), folder)
         except Exception as exc:
             logger.warning(
-                "read access check failed (%s): event dropped, connection_id=%s",
+                "read access check failed (%s): events held back, connection_id=%s",
                 type(exc).__name__,
                 self.connection.connection_id,
             )
