@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "REVOKE_ON_LOGOUT": True,
     # File events.
     "FOLDER_POLICY": None,  # dotted path to a FolderPolicy class
+    "SUBSCRIPTION_RECHECK_INTERVAL": 60.0,  # seconds a confirmed read access is trusted
     "MAX_FILE_SIZE": 5 * 1024**3,
     "ALLOWED_CONTENT_TYPES": [
         "application/json",
@@ -139,6 +140,7 @@ class SecureWSSettings:
     TOKEN_EXPIRY_WARNING: int
     REVOKE_ON_LOGOUT: bool
     FOLDER_POLICY: str | None
+    SUBSCRIPTION_RECHECK_INTERVAL: float
     MAX_FILE_SIZE: int
     ALLOWED_CONTENT_TYPES: tuple[str, ...]
     AUDIT_ENABLED: bool
@@ -243,6 +245,10 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "FOLDER_POLICY": (
         _optional(lambda v: isinstance(v, str) and "." in v),
         "None or a dotted path",
+    ),
+    "SUBSCRIPTION_RECHECK_INTERVAL": (
+        lambda v: _is_number(v) and 0 <= v < float("inf"),  # type: ignore[operator]
+        "a non-negative number of seconds",
     ),
     "MAX_FILE_SIZE": (_positive_int, "a positive int (bytes)"),
     "ALLOWED_CONTENT_TYPES": (_is_str_list, "a list of MIME types"),

@@ -190,3 +190,9 @@ class SubscribedPayload(Schema):
 
     folder: FolderId
     seq: int
+
+
+class FolderRevokedPayload(Schema):
+    """The user lost read access to ``folder``: no more of its events reach this connection."""
+
+    folder: FolderId

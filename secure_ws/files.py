@@ -8,14 +8,26 @@ base ``ping`` and ``auth.refresh``.
 Who may read or write a folder is decided by the class named in the ``FOLDER_POLICY``
 setting (a :class:`FolderPolicy`); with none configured every folder is refused (fail
 closed). Override :meth:`FileEventConsumer.get_folder_policy` to choose per consumer.
+
+Read access is not only checked at ``subscribe``: a user removed from a folder must stop
+receiving its events without reconnecting. The project calls :func:`folder_access_changed`
+(or :func:`afolder_access_changed`) after such a change commits, and every live connection
+of that user, on every process, asks ``can_read`` again at once; a refused one leaves the
+folder and is told ``folder.revoked``. As a backstop for changes that never call the hook,
+an event is forwarded only while read access was confirmed less than
+``SUBSCRIPTION_RECHECK_INTERVAL`` seconds ago; an older confirmation is re-checked first.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import redis.exceptions
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from pydantic import BaseModel
@@ -29,7 +41,7 @@ from secure_ws.events import (
     current_sequence,
     folder_group,
 )
-from secure_ws.exceptions import MessageRejected
+from secure_ws.exceptions import BackendUnavailable, MessageRejected
 from secure_ws.file_schemas import (
     FileDeleted,
     FileDeletePayload,
@@ -38,12 +50,14 @@ from secure_ws.file_schemas import (
     FileUploadPayload,
     FolderFile,
     FolderPayload,
+    FolderRevokedPayload,
     FolderStatePayload,
     Sender,
     SubscribedPayload,
 )
 from secure_ws.messages import ClientMessage, message_handler
 from secure_ws.permissions import BasePermission, IsAuthenticated
+from secure_ws.revocation import user_group
 
 logger = logging.getLogger("secure_ws.files")
 
@@ -123,6 +137,10 @@ class CanWriteFolder(BasePermission):
 #: Client-facing event types the consumer forwards from the channel layer.
 _FORWARDED_EVENTS = frozenset({"file.uploaded", "file.deleted"})
 
+#: Channel-layer event type (sent to a user's group) that makes each of their connections
+#: subscribed to the event's folder ask ``can_read`` again: ``secure_ws_folder_access``.
+FOLDER_ACCESS_EVENT_TYPE = "secure_ws.folder_access"
+
 
 class FileEventConsumer(SecureJsonWebsocketConsumer):
     """Live file events of the folders a user may read (``/ws/files/`` in the demo)."""
@@ -134,11 +152,14 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
         "file.uploaded": FileEventPayload,
         "file.deleted": FileEventPayload,
         "folder.state": FolderStatePayload,
+        "folder.revoked": FolderRevokedPayload,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.subscriptions: set[str] = set()
+        #: When ``can_read`` last allowed each subscribed folder (``time.monotonic()``).
+        self.read_confirmed_at: dict[str, float] = {}
 
     def get_folder_policy(self) -> FolderPolicy:
         """Return the policy that decides folder access (``FOLDER_POLICY`` by default)."""
@@ -158,6 +179,7 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
                 raise MessageRejected(ErrorCode.INVALID_MESSAGE, "Too many subscriptions")
             await self.join_group(folder_group(folder))
             self.subscriptions.add(folder)
+        self.read_confirmed_at[folder] = time.monotonic()  # CanReadFolder just allowed it
         seq = await current_sequence(folder)
         await self.send_message("ack", SubscribedPayload(folder=folder, seq=seq), id=message.id)
 
@@ -166,6 +188,7 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
         """Leave the folder's events."""
         folder = message.payload.folder
         self.subscriptions.discard(folder)
+        self.read_confirmed_at.pop(folder, None)
         await self.leave_group(folder_group(folder))
         await self.send_message("ack", {"folder": folder}, id=message.id)
 
@@ -225,4 +248,110 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
             return
         if payload.get("folder") not in self.subscriptions:
             return  # a late delivery after unsubscribe
+        if not await self._read_access_current(str(payload["folder"])):
+            return
         await self.send_message(str(kind), payload)
+
+    # ------------------------------------------------------------------ read access over time
+
+    async def secure_ws_folder_access(self, event: dict[str, Any]) -> None:
+        """Channel-layer ``secure_ws.folder_access``: re-check read access to one folder now."""
+        folder = event.get("folder")
+        if isinstance(folder, str) and folder in self.subscriptions:
+            await self._recheck_read_access(folder)
+
+    async def _read_access_current(self, folder: str) -> bool:
+        """Return whether an event of subscribed ``folder`` may be forwarded now.
+
+        A confirmation younger than ``SUBSCRIPTION_RECHECK_INTERVAL`` is trusted; an older
+        one is checked again first, so access lost without a :func:`folder_access_changed`
+        call stops delivery within that interval plus one event.
+        """
+        confirmed = self.read_confirmed_at.get(folder)
+        interval = get_settings().SUBSCRIPTION_RECHECK_INTERVAL
+        if confirmed is not None and time.monotonic() - confirmed < interval:
+            return True
+        return await self._recheck_read_access(folder)
+
+    async def _recheck_read_access(self, folder: str) -> bool:
+        """Ask ``can_read`` again: revoke on a refusal, drop the event on a failure.
+
+        A check that raises (database down) fails closed for the event at hand only: the
+        connection stays, and the next event asks again.
+        """
+        started = time.monotonic()
+        self.read_confirmed_at.pop(folder, None)  # until confirmed again, every event asks
+        try:
+            allowed = await self.get_folder_policy().can_read(self.scope.get("user"), folder)
+        except Exception as exc:
+            logger.warning(
+                "read access check failed (%s): events held back, connection_id=%s",
+                type(exc).__name__,
+                self.connection.connection_id,
+            )
+            return False
+        if folder not in self.subscriptions:
+            return False
+        if allowed:
+            self.read_confirmed_at[folder] = started
+            return True
+        await self._revoke_subscription(folder)
+        return False
+
+    async def _revoke_subscription(self, folder: str) -> None:
+        """Stop ``folder``'s events on this connection and tell the client why."""
+        self.subscriptions.discard(folder)  # from here on, nothing of it is forwarded
+        self.read_confirmed_at.pop(folder, None)
+        self.security_event("folder_revoked", f"read access to folder {folder} ended")
+        await self.send_message("folder.revoked", FolderRevokedPayload(folder=folder))
+        try:
+            await self.leave_group(folder_group(folder))
+        except Exception:
+            # Deliveries still arriving are dropped: the folder is no longer subscribed.
+            logger.warning(
+                "group_discard failed after a revocation: connection_id=%s",
+                self.connection.connection_id,
+            )
+
+
+async def afolder_access_changed(user_id: int | str, folder: str) -> None:
+    """Make ``user_id``'s live connections re-check read access to ``folder`` now.
+
+    Call it after a change that may take read access away (a membership removed or moved,
+    a folder deleted or renamed) has been committed, e.g. from ``transaction.on_commit``.
+    The event reaches every connection of the user on every process through the user's
+    channel-layer group; each one subscribed to ``folder`` asks ``can_read`` again and, if
+    refused, leaves the folder's group, forwards none of its events from then on and sends
+    ``folder.revoked``. Calling it when access did not change is harmless (one
+    ``can_read`` per subscribed connection).
+
+    Raises:
+        ValueError: ``folder`` is not a valid folder id.
+        BackendUnavailable: the channel layer is not reachable; delivery then still stops
+            within ``SUBSCRIPTION_RECHECK_INTERVAL`` through the re-check on delivery.
+    """
+    try:
+        folder = FolderPayload(folder=folder).folder
+    except ValueError:
+        raise ValueError("invalid folder id") from None
+    layer: Any = get_channel_layer()
+    if layer is None:
+        return  # no layer, no subscriptions to reach
+    try:
+        await layer.group_send(
+            user_group(user_id), {"type": FOLDER_ACCESS_EVENT_TYPE, "folder": folder}
+        )
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise BackendUnavailable("channel layer unavailable") from exc
+
+
+def folder_access_changed(user_id: int | str, folder: str) -> None:
+    """Synchronous :func:`afolder_access_changed` for signal receivers, views and tasks.
+
+    Do not call it from a running event loop; await :func:`afolder_access_changed` there.
+
+    Raises:
+        ValueError: ``folder`` is not a valid folder id.
+        BackendUnavailable: the channel layer is not reachable.
+    """
+    async_to_sync(afolder_access_changed)(user_id, folder)

@@ -30,6 +30,7 @@ def test_unknown_key_with_trailing_space_gets_a_did_you_mean() -> None:
         ("REFUSAL_MODE", "maybe"),
         ("TRUSTED_PROXIES", ["not-a-network"]),
         ("REDIS_URL", "http://127.0.0.1"),
+        ("SUBSCRIPTION_RECHECK_INTERVAL", -1),
     ],
 )
 def test_wrong_values_are_reported(key: str, value: object) -> None:

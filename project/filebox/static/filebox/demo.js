@@ -217,6 +217,15 @@ async function start() {
     removeFile(event.folder, event.file_id);
     logEvent("deleted", `${who(event.sender)} deleted a file from ${event.folder}`);
   });
+  socket.on("folder.revoked", ({ folder }) => {
+    // The server stopped this folder's events: the user's read access ended.
+    const entry = folders.get(folder);
+    if (entry) {
+      delete entry.element.dataset.live;
+      showError($(".folder-error", entry.element), "Your access to this folder ended.");
+    }
+    logEvent("revoked", `access to ${folder} ended`);
+  });
   socket.connect();
 }
 
