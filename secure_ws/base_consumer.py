@@ -86,7 +86,19 @@ class AuditedConsumer(SplitDispatchConsumer):
         await self._cleanup(self._close_code or CloseCode.GOING_AWAY)
 
     def event_dropped(self, kind: object) -> None:
-        """Log a channel-layer event that names no allowed handler (it is dropped)."""
+        """Log a channel-layer event that names no allowed handler (it is dropped).
+
+        secure_ws' own events (``secure_ws.*``) reach every connection of a user, and a
+        consumer that has no use for one (a folder re-check on a chat consumer) drops it
+        quietly; anything else is a wiring mistake or a forged event, logged as a warning.
+        """
+        if isinstance(kind, str) and kind.startswith("secure_ws."):
+            logger.debug(
+                "ignored secure_ws event: type=%.64r connection_id=%s",
+                kind,
+                self.connection.connection_id,
+            )
+            return
         logger.warning(
             "dropped channel-layer event without a handler: type=%.64r connection_id=%s",
             kind,

@@ -385,6 +385,29 @@ async def test_channel_layer_events_cannot_name_client_or_internal_handlers() ->
     await comm.disconnect()
 
 
+async def test_unhandled_secure_ws_events_are_ignored_quietly_and_others_warn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # secure_ws' own per-user events (a folder re-check) reach consumers that have no use
+    # for them: that is expected. A foreign event with no handler is a wiring mistake.
+    comm = await open_()
+    layer = get_channel_layer()
+    group = user_group(comm.scope["user"].pk)
+    with caplog.at_level(logging.DEBUG, logger="secure_ws.consumer"):
+        await layer.group_send(group, {"type": "secure_ws.folder_access", "folder": "team"})
+        await layer.group_send(group, {"type": "nobody.handles_this"})
+        for _ in range(500):  # events and client frames are two sources: let them land
+            if "nobody.handles_this" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
+        assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "nobody.handles_this" in warnings[0]
+    assert any("secure_ws.folder_access" in r.getMessage() for r in caplog.records)
+    await comm.disconnect()
+
+
 async def test_the_audit_sees_open_security_events_and_close_with_counters(
     audit: RecordingSink,
 ) -> None:
