@@ -17,6 +17,7 @@ import uuid
 from datetime import timedelta
 
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "b" * 40)
+os.environ.setdefault("JWT_SIGNING_KEY", "bench-jwt-signing-key-" + "j" * 40)
 os.environ.setdefault("DEBUG", "0")
 os.environ["DATABASE_URL"] = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure_ws_bench"

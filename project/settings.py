@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,6 +47,19 @@ if not SECRET_KEY:
 
         raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for a throwaway key).")
     SECRET_KEY = "insecure-demo-key-for-debug-only-" + "x" * 32
+
+# The JWT signing key is a secret of its own: one derived from SECRET_KEY lets whoever learns
+# SECRET_KEY forge any user's tokens. DEBUG gets a random throwaway key (tokens die on restart).
+_jwt_signing_key = os.environ.get("JWT_SIGNING_KEY", "")
+if not _jwt_signing_key:
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "Set JWT_SIGNING_KEY to its own random key (not derived from SECRET_KEY), e.g. "
+            'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+        )
+    _jwt_signing_key = secrets.token_urlsafe(50)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -158,7 +172,7 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
-    "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", SECRET_KEY + "-jwt"),
+    "SIGNING_KEY": _jwt_signing_key,
     "ALGORITHM": "HS256",
     # Login-session id ("sid") in refresh tokens, copied into their access tokens, so that
     # logging out (blacklisting the refresh token) closes that session's WebSockets.

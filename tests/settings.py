@@ -8,6 +8,7 @@ import os
 import uuid
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "s" * 40)
+os.environ.setdefault("JWT_SIGNING_KEY", "test-jwt-signing-key-" + "j" * 40)
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure_ws")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECURE_WS_KEY_PREFIX", f"swtest-{uuid.uuid4().hex[:12]}")
