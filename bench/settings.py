@@ -30,6 +30,9 @@ os.environ.setdefault("SECURE_WS_HANDSHAKE_RATE", str(10**9))
 os.environ.setdefault("SECURE_WS_MESSAGE_RATE", str(10**7))
 os.environ.setdefault("SECURE_WS_MAX_CONNECTIONS_PER_USER", str(10**6))
 os.environ.setdefault("SECURE_WS_MAX_CONNECTIONS_PER_IP", str(10**6))
+os.environ.setdefault("THROTTLE_TOKEN_RATE", f"{10**9}/min")
+os.environ.setdefault("THROTTLE_TOKEN_REFRESH_RATE", f"{10**9}/min")
+os.environ.setdefault("THROTTLE_WS_TICKET_RATE", f"{10**9}/min")
 os.environ.setdefault("SECURE_WS_LOG_LEVEL", "WARNING")
 
 from project.settings import *  # noqa: F403

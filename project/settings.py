@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,16 @@ def env_number(name: str, cast: type[int] | type[float]) -> int | float | None:
     if value is None or value.strip() == "":
         return None
     return cast(value)
+
+
+def env_rate(name: str, default: str) -> str:
+    """Read a DRF throttle rate ("10/min"), refusing a malformed one at start-up."""
+    value = os.environ.get(name, "").strip() or default
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{name} must look like 10/min (N per s, min, hour or day).")
+    return value
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -166,6 +177,27 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
+
+# Brute-force limits on the credential endpoints (secure_ws.throttling, wired in urls.py):
+# per client IP for login and refresh, per user for tickets; 429 with Retry-After.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # type: ignore[assignment]
+    "token": env_rate("THROTTLE_TOKEN_RATE", "10/min"),
+    "token_refresh": env_rate("THROTTLE_TOKEN_REFRESH_RATE", "30/min"),
+    "ws_ticket": env_rate("THROTTLE_WS_TICKET_RATE", "30/min"),
+}
+# The throttles count in Django's cache: the same Redis when configured, so every process
+# shares one count (a short timeout: an outage refuses logins quickly with a 503).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{KEY_PREFIX}:cache",
+            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),

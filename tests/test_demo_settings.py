@@ -54,3 +54,58 @@ def test_debug_demo_gets_a_random_key_never_derived_from_secret_key(
         assert len(key) >= 32
         assert SECRET not in key
         assert key not in SECRET
+
+
+def test_demo_throttle_rates_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    demo = load_demo_settings(
+        monkeypatch,
+        DEBUG="1",
+        THROTTLE_TOKEN_RATE="5/min",
+        THROTTLE_TOKEN_REFRESH_RATE=None,
+        THROTTLE_WS_TICKET_RATE="100/hour",
+    )
+    assert demo.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] == {
+        "token": "5/min",
+        "token_refresh": "30/min",
+        "ws_ticket": "100/hour",
+    }
+
+
+def test_demo_defaults_throttle_logins_to_ten_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    demo = load_demo_settings(
+        monkeypatch,
+        DEBUG="1",
+        THROTTLE_TOKEN_RATE=None,
+        THROTTLE_TOKEN_REFRESH_RATE=None,
+        THROTTLE_WS_TICKET_RATE=None,
+    )
+    assert demo.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] == {
+        "token": "10/min",
+        "token_refresh": "30/min",
+        "ws_ticket": "30/min",
+    }
+
+
+@pytest.mark.parametrize("rate", ["10", "ten/min", "10/fortnight", "-1/min", "10 / min"])
+def test_a_malformed_throttle_rate_stops_the_demo(
+    monkeypatch: pytest.MonkeyPatch, rate: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured, match="THROTTLE_TOKEN_RATE"):
+        load_demo_settings(monkeypatch, DEBUG="1", THROTTLE_TOKEN_RATE=rate)
+
+
+def test_throttles_count_in_the_same_redis_when_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    demo = load_demo_settings(
+        monkeypatch, DEBUG="1", REDIS_URL="redis://127.0.0.1:6379/3", SECURE_WS_KEY_PREFIX="site"
+    )
+    cache = demo.CACHES["default"]
+    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["LOCATION"] == "redis://127.0.0.1:6379/3"
+    assert cache["KEY_PREFIX"] == "site:cache"
+
+
+def test_throttles_count_in_process_without_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    demo = load_demo_settings(monkeypatch, DEBUG="1", REDIS_URL=None)
+    assert demo.CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
