@@ -21,6 +21,7 @@ with a 503 when the cache (Redis) cannot be reached.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 from collections.abc import Mapping
@@ -123,7 +124,7 @@ class ScopedRateThrottle(throttling.ScopedRateThrottle):
             previous = int(self.cache.get(previous_key) or 0)
             if previous * (1 - elapsed) + current <= limit:
                 return True
-            self.cache.decr(current_key)
+            self._uncount(current_key)
         except (redis.exceptions.RedisError, OSError) as exc:
             raise ThrottleUnavailable from exc
         self.wait_seconds = self._wait(previous, current - 1, limit, duration, elapsed)
@@ -138,6 +139,12 @@ class ScopedRateThrottle(throttling.ScopedRateThrottle):
             # Evicted between add and incr: start the count again.
             self.cache.add(key, 1, timeout)
             return 1
+
+    def _uncount(self, key: str) -> None:
+        """Take back a refused request, so that hammering does not extend the lock-out."""
+        # ValueError: the window's key expired meanwhile, so there is nothing to take back.
+        with contextlib.suppress(ValueError):
+            self.cache.decr(key)
 
     @staticmethod
     def _wait(previous: int, current: int, limit: int, duration: int, elapsed: float) -> float:
