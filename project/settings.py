@@ -178,27 +178,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
-# Brute-force limits on the credential endpoints (secure_ws.throttling, wired in urls.py):
-# per client IP for login and refresh, per user for tickets; 429 with Retry-After.
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # type: ignore[assignment]
-    "token": env_rate("THROTTLE_TOKEN_RATE", "10/min"),
-    "token_refresh": env_rate("THROTTLE_TOKEN_REFRESH_RATE", "30/min"),
-    "ws_ticket": env_rate("THROTTLE_WS_TICKET_RATE", "30/min"),
-}
-# The throttles count in Django's cache: the same Redis when configured, so every process
-# shares one count (a short timeout: an outage refuses logins quickly with a 503).
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": f"{KEY_PREFIX}:cache",
-            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 2},
-        }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
@@ -240,6 +219,27 @@ SECURE_WS["SERVER_MAX_MESSAGE_BYTES"] = int(
 _trusted_proxies = env_list("SECURE_WS_TRUSTED_PROXIES", [])
 if _trusted_proxies:
     SECURE_WS["TRUSTED_PROXIES"] = _trusted_proxies
+
+# Brute-force limits on the credential endpoints (secure_ws.throttling, wired in urls.py):
+# per client IP for login and refresh, per user for tickets; 429 with Retry-After.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # type: ignore[assignment]
+    "token": env_rate("THROTTLE_TOKEN_RATE", "10/min"),
+    "token_refresh": env_rate("THROTTLE_TOKEN_REFRESH_RATE", "30/min"),
+    "ws_ticket": env_rate("THROTTLE_WS_TICKET_RATE", "30/min"),
+}
+# The throttles count in Django's cache: the same Redis when configured, so every process
+# shares one count (a short timeout: an outage refuses logins quickly with a 503).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{KEY_PREFIX}:cache",
+            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Django's own security headers (the CSP comes from secure_ws.headers, issue 5).
 SECURE_CONTENT_TYPE_NOSNIFF = True
