@@ -474,6 +474,7 @@ def test_demo_without_redis_fails_check_deploy(tmp_path: Path) -> None:
         {
             "DJANGO_SETTINGS_MODULE": "project.settings",
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "JWT_SIGNING_KEY": secrets.token_urlsafe(48),
             "DEBUG": "0",
             "SECURE_WS_ALLOWED_ORIGINS": "https://files.example.com",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
