@@ -17,6 +17,7 @@ import uuid
 from datetime import timedelta
 
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "b" * 40)
+os.environ.setdefault("JWT_SIGNING_KEY", "bench-jwt-signing-key-" + "j" * 40)
 os.environ.setdefault("DEBUG", "0")
 os.environ["DATABASE_URL"] = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure_ws_bench"
@@ -29,6 +30,9 @@ os.environ.setdefault("SECURE_WS_HANDSHAKE_RATE", str(10**9))
 os.environ.setdefault("SECURE_WS_MESSAGE_RATE", str(10**7))
 os.environ.setdefault("SECURE_WS_MAX_CONNECTIONS_PER_USER", str(10**6))
 os.environ.setdefault("SECURE_WS_MAX_CONNECTIONS_PER_IP", str(10**6))
+os.environ.setdefault("THROTTLE_TOKEN_RATE", f"{10**9}/min")
+os.environ.setdefault("THROTTLE_TOKEN_REFRESH_RATE", f"{10**9}/min")
+os.environ.setdefault("THROTTLE_WS_TICKET_RATE", f"{10**9}/min")
 os.environ.setdefault("SECURE_WS_LOG_LEVEL", "WARNING")
 
 from project.settings import *  # noqa: F403

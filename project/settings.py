@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +40,16 @@ def env_number(name: str, cast: type[int] | type[float]) -> int | float | None:
     return cast(value)
 
 
+def env_rate(name: str, default: str) -> str:
+    """Read a DRF throttle rate ("10/min"), refusing a malformed one at start-up."""
+    value = os.environ.get(name, "").strip() or default
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{name} must look like 10/min (N per s, min, hour or day).")
+    return value
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -46,6 +58,19 @@ if not SECRET_KEY:
 
         raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for a throwaway key).")
     SECRET_KEY = "insecure-demo-key-for-debug-only-" + "x" * 32
+
+# The JWT signing key is a secret of its own: one derived from SECRET_KEY lets whoever learns
+# SECRET_KEY forge any user's tokens. DEBUG gets a random throwaway key (tokens die on restart).
+_jwt_signing_key = os.environ.get("JWT_SIGNING_KEY", "")
+if not _jwt_signing_key:
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "Set JWT_SIGNING_KEY to its own random key (not derived from SECRET_KEY), e.g. "
+            'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+        )
+    _jwt_signing_key = secrets.token_urlsafe(50)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -158,7 +183,7 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
-    "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", SECRET_KEY + "-jwt"),
+    "SIGNING_KEY": _jwt_signing_key,
     "ALGORITHM": "HS256",
     # Login-session id ("sid") in refresh tokens, copied into their access tokens, so that
     # logging out (blacklisting the refresh token) closes that session's WebSockets.
@@ -194,6 +219,27 @@ SECURE_WS["SERVER_MAX_MESSAGE_BYTES"] = int(
 _trusted_proxies = env_list("SECURE_WS_TRUSTED_PROXIES", [])
 if _trusted_proxies:
     SECURE_WS["TRUSTED_PROXIES"] = _trusted_proxies
+
+# Brute-force limits on the credential endpoints (secure_ws.throttling, wired in urls.py):
+# per client IP for login and refresh, per user for tickets; 429 with Retry-After.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # type: ignore[assignment]
+    "token": env_rate("THROTTLE_TOKEN_RATE", "10/min"),
+    "token_refresh": env_rate("THROTTLE_TOKEN_REFRESH_RATE", "30/min"),
+    "ws_ticket": env_rate("THROTTLE_WS_TICKET_RATE", "30/min"),
+}
+# The throttles count in Django's cache: the same Redis when configured, so every process
+# shares one count (a short timeout: an outage refuses logins quickly with a 503).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{KEY_PREFIX}:cache",
+            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Django's own security headers (the CSP comes from secure_ws.headers, issue 5).
 SECURE_CONTENT_TYPE_NOSNIFF = True

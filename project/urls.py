@@ -11,13 +11,27 @@ from rest_framework_simplejwt.views import (
 from project.filebox.api import FolderFilesView, FolderFileView, FolderListView
 from project.filebox.views import index
 from secure_ws.metrics import metrics_view
+from secure_ws.throttling import ScopedRateThrottle
 from secure_ws.tickets import WebSocketTicketView
+
+
+# Password guessing and refresh-token replay: throttled per client IP (scope rates in
+# settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]); refused logins count too.
+class ThrottledTokenObtainPairView(TokenObtainPairView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token"
+
+
+class ThrottledTokenRefreshView(TokenRefreshView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token_refresh"
+
 
 urlpatterns = [
     path("", index, name="demo"),
     path("admin/", admin.site.urls),
-    path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
-    path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("api/token/", ThrottledTokenObtainPairView.as_view(), name="token_obtain_pair"),
+    path("api/token/refresh/", ThrottledTokenRefreshView.as_view(), name="token_refresh"),
     path("api/token/blacklist/", TokenBlacklistView.as_view(), name="token_blacklist"),
     path("api/ws-ticket/", WebSocketTicketView.as_view(), name="ws_ticket"),
     path("metrics", metrics_view, name="metrics"),

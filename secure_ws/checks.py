@@ -21,8 +21,9 @@ W023   ``REQUIRE_TLS`` off when not DEBUG                                       
 W024   ``REQUIRE_AUTHENTICATION`` off                                           yes
 E030   in-memory or no channel layer when not DEBUG                             yes
 W031   plain ``redis://`` to a host that is not loopback, when not DEBUG        yes
-E040   simplejwt HMAC signing key shorter than 32 bytes, when not DEBUG         yes
-E041   simplejwt signing key equal to ``SECRET_KEY``, when not DEBUG            yes
+E040   simplejwt HMAC signing key shorter than 32 characters, when not DEBUG    yes
+E041   simplejwt signing key equal to, inside or containing ``SECRET_KEY``      yes
+       (or a ``SECRET_KEY_FALLBACKS`` entry), when not DEBUG
 W042   ``ACCESS_TOKEN_LIFETIME`` longer than ``MAX_TOKEN_LIFETIME``
 E043   ``REVOKE_ON_LOGOUT`` on without ``token_blacklist`` installed
 W050   ``MAX_MESSAGE_BYTES`` above the server's ``SERVER_MAX_MESSAGE_BYTES``
@@ -396,34 +397,61 @@ def _jwt_settings() -> Any | None:
     return api_settings
 
 
+def _relation_to(key: bytes, secret: bytes) -> str | None:
+    """How ``key`` overlaps ``secret`` (case-sensitive), or None when it does not."""
+    if not key or not secret:
+        return None
+    if key == secret:
+        return "is"
+    if secret in key:
+        return "contains"
+    if key in secret:
+        return "is part of"
+    return None
+
+
 @register(Tags.security, deploy=True)
 def check_jwt_signing_key(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Error]:
-    """Report a short HMAC key (E040) or one equal to ``SECRET_KEY`` (E041), when not DEBUG."""
+    """Report a short HMAC key (E040) or one derived from ``SECRET_KEY`` (E041), when not DEBUG.
+
+    "Derived" means equal to, containing or contained in ``SECRET_KEY`` or one of its
+    fallbacks: ``SECRET_KEY + "-jwt"`` is as forgeable as ``SECRET_KEY`` itself.
+    """
     jwt = _jwt_settings()
     if jwt is None or settings.DEBUG or jwt.ALGORITHM not in _HMAC_ALGORITHMS:
         return []
     key = jwt.SIGNING_KEY
     key_bytes = key.encode() if isinstance(key, str) else bytes(key or b"")
+    # Characters, not bytes: 16 two-byte characters are 32 bytes but far less entropy.
+    length = len(key) if isinstance(key, str) else len(key_bytes)
     messages: list[Error] = []
-    if len(key_bytes) < MIN_HMAC_KEY_BYTES:
+    if length < MIN_HMAC_KEY_BYTES:
         messages.append(
             Error(
-                f"SIMPLE_JWT['SIGNING_KEY'] is {len(key_bytes)} bytes; {jwt.ALGORITHM} needs "
+                f"SIMPLE_JWT['SIGNING_KEY'] is {length} characters; {jwt.ALGORITHM} needs "
                 f"at least {MIN_HMAC_KEY_BYTES}, or tokens can be forged by brute force.",
                 hint="Generate one with `openssl rand -base64 48` and load it from the "
                 "environment.",
                 id="secure_ws.E040",
             )
         )
-    if key_bytes and key_bytes == str(settings.SECRET_KEY).encode():
-        messages.append(
-            Error(
-                "SIMPLE_JWT['SIGNING_KEY'] is SECRET_KEY (simplejwt's default): rotating one "
-                "rotates the other, and a leak of either forges WebSocket credentials.",
-                hint="Give SIMPLE_JWT its own SIGNING_KEY.",
-                id="secure_ws.E041",
+    named = [("SECRET_KEY", settings.SECRET_KEY)] + [
+        ("a SECRET_KEY_FALLBACKS entry", fallback)
+        for fallback in getattr(settings, "SECRET_KEY_FALLBACKS", [])
+    ]
+    for name, secret in named:
+        relation = _relation_to(key_bytes, str(secret).encode())
+        if relation is not None:
+            messages.append(
+                Error(
+                    f"SIMPLE_JWT['SIGNING_KEY'] {relation} {name}: whoever learns that key "
+                    "can forge any user's tokens, and rotating one rotates the other.",
+                    hint="Give SIMPLE_JWT its own random SIGNING_KEY (not derived from "
+                    "SECRET_KEY), e.g. from `openssl rand -base64 48`, in the environment.",
+                    id="secure_ws.E041",
+                )
             )
-        )
+            break
     return messages
 
 

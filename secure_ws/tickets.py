@@ -31,6 +31,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from secure_ws.conf import get_settings
 from secure_ws.exceptions import BackendUnavailable
 from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
+from secure_ws.throttling import ScopedRateThrottle
 
 #: Random bytes in a ticket (256 bits).
 TICKET_BYTES = 32
@@ -147,7 +148,10 @@ class WebSocketTicketView(APIView):
 
     authentication_classes = [JWTAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
-    throttle_classes: list[Any] = []
+    # Tickets are credentials: their issuance is throttled per user (DRF scope "ws_ticket",
+    # default 30/min, see secure_ws.throttling).
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "ws_ticket"
 
     def post(self, request: Request) -> Response:
         """Issue a ticket: 201 ``{"ticket", "expires_in"}``; 403 for a missing/foreign Origin."""

@@ -8,6 +8,7 @@ import os
 import uuid
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "s" * 40)
+os.environ.setdefault("JWT_SIGNING_KEY", "test-jwt-signing-key-" + "j" * 40)
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secure_ws")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECURE_WS_KEY_PREFIX", f"swtest-{uuid.uuid4().hex[:12]}")
@@ -18,6 +19,11 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 # prefix: a production-sized handshake bucket would throttle the suite itself. The gate's
 # throttle tests set their own rates.
 os.environ.setdefault("SECURE_WS_HANDSHAKE_RATE", "100000")
+# The same for the demo's login, refresh and ticket throttles; tests/test_throttling.py sets
+# low rates of its own.
+os.environ.setdefault("THROTTLE_TOKEN_RATE", "100000/min")
+os.environ.setdefault("THROTTLE_TOKEN_REFRESH_RATE", "100000/min")
+os.environ.setdefault("THROTTLE_WS_TICKET_RATE", "100000/min")
 
 from project.settings import *  # noqa: F403
 from project.settings import DATABASES, SECURE_WS

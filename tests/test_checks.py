@@ -21,6 +21,7 @@ from secure_ws.headers import csp_middleware, csp_settings, uses_builtin_csp
 
 ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = "j" * 48
+MIN_KEY_CHARS = checks.MIN_HMAC_KEY_BYTES
 
 
 def ids(check: Callable[..., list[Any]]) -> list[str]:
@@ -275,6 +276,57 @@ def test_signing_key_equal_to_secret_key_is_an_error() -> None:
         assert ids(checks.check_jwt_signing_key) == ["secure_ws.E041"]
 
 
+def test_short_key_of_multibyte_characters_is_an_error() -> None:
+    """16 two-byte characters are 32 bytes: the length that counts is in characters."""
+    with simple_jwt(SIGNING_KEY="é" * 16):
+        assert ids(checks.check_jwt_signing_key) == ["secure_ws.E040"]
+
+
+def test_long_key_of_multibyte_characters_is_quiet() -> None:
+    with simple_jwt(SIGNING_KEY="é" * MIN_KEY_CHARS):
+        assert ids(checks.check_jwt_signing_key) == []
+
+
+def test_signing_key_containing_the_secret_key_is_an_error() -> None:
+    """The demo's old fallback ``SECRET_KEY + "-jwt"``: knowing SECRET_KEY forges tokens."""
+    with simple_jwt(SIGNING_KEY=settings.SECRET_KEY + "-jwt"):
+        assert ids(checks.check_jwt_signing_key) == ["secure_ws.E041"]
+
+
+def test_signing_key_inside_the_secret_key_is_an_error() -> None:
+    secret = secrets.token_urlsafe(60)
+    with override_settings(SECRET_KEY=secret), simple_jwt(SIGNING_KEY=secret[10:60]):
+        assert ids(checks.check_jwt_signing_key) == ["secure_ws.E041"]
+
+
+def test_signing_key_derived_from_a_fallback_secret_key_is_an_error() -> None:
+    old_secret = secrets.token_urlsafe(50)
+    with (
+        override_settings(SECRET_KEY_FALLBACKS=[old_secret]),
+        simple_jwt(SIGNING_KEY=f"jwt-{old_secret}"),
+    ):
+        assert ids(checks.check_jwt_signing_key) == ["secure_ws.E041"]
+
+
+def test_signing_key_independent_of_every_secret_key_is_quiet() -> None:
+    with (
+        override_settings(
+            SECRET_KEY=secrets.token_urlsafe(50), SECRET_KEY_FALLBACKS=[secrets.token_urlsafe(50)]
+        ),
+        simple_jwt(SIGNING_KEY=secrets.token_urlsafe(48)),
+    ):
+        assert ids(checks.check_jwt_signing_key) == []
+
+
+def test_signing_key_messages_never_carry_either_key() -> None:
+    key = settings.SECRET_KEY + "-jwt"
+    with simple_jwt(SIGNING_KEY=key):
+        (message,) = checks.check_jwt_signing_key(None)
+    text = f"{message.msg} {message.hint}"
+    assert settings.SECRET_KEY not in text
+    assert "-jwt" not in text
+
+
 def test_own_long_signing_key_is_quiet() -> None:
     with simple_jwt(SIGNING_KEY=STRONG_KEY):
         assert ids(checks.check_jwt_signing_key) == []
@@ -422,6 +474,7 @@ def test_demo_without_redis_fails_check_deploy(tmp_path: Path) -> None:
         {
             "DJANGO_SETTINGS_MODULE": "project.settings",
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "JWT_SIGNING_KEY": secrets.token_urlsafe(48),
             "DEBUG": "0",
             "SECURE_WS_ALLOWED_ORIGINS": "https://files.example.com",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",

@@ -3,14 +3,21 @@
 Works without a Django project. Exit status: 0 when no check failed, 1 when any check
 failed, 2 for a usage error. The table goes to stdout (or the JSON report with ``--json``),
 progress to stderr.
+
+Secrets (the access token and the signing key) come from a flag, a file or an environment
+variable, so they need not sit in the process's command line, where any local user can read
+them (``ps``, ``/proc/<pid>/cmdline``) and shells keep them in history. Precedence, first
+wins: ``--token`` / ``--token-file`` (mutually exclusive), then ``WS_PROBE_TOKEN``; likewise
+``--signing-key`` / ``--signing-key-file``, then ``WS_PROBE_SIGNING_KEY``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -18,6 +25,10 @@ from secure_ws.probe.model import Check, CheckResult, ProbeConfig
 from secure_ws.probe.registry import all_checks, select_checks
 from secure_ws.probe.report import table, to_json, to_junit
 from secure_ws.probe.runner import exit_code, run_probe
+
+#: Environment variables the secrets may come from (after their flags).
+TOKEN_ENV = "WS_PROBE_TOKEN"  # noqa: S105
+SIGNING_KEY_ENV = "WS_PROBE_SIGNING_KEY"
 
 
 def build_parser(prog: str = "secure-ws-probe") -> argparse.ArgumentParser:
@@ -35,7 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the probe's options to ``parser``."""
     parser.add_argument("url", nargs="?", help="ws:// or wss:// endpoint")
     creds = parser.add_argument_group("credentials (never printed)")
-    creds.add_argument("--token", help="access token of a legitimate user")
+    token = creds.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        help=f"access token of a legitimate user (visible in the process list: prefer "
+        f"--token-file or {TOKEN_ENV})",
+    )
+    token.add_argument("--token-file", metavar="FILE", help="read the access token from FILE")
     creds.add_argument(
         "--token-via",
         choices=("subprotocol", "header"),
@@ -50,9 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--subprotocol", action="append", default=[], help="extra subprotocol to offer"
     )
     creds.add_argument("--ticket-url", help="URL that issues one-time tickets (POST)")
-    creds.add_argument(
-        "--signing-key", help="HMAC key of the target's JWTs (forges expired/other-alg tokens)"
+    key = creds.add_mutually_exclusive_group()
+    key.add_argument(
+        "--signing-key",
+        help=f"HMAC key of the target's JWTs, to forge expired/other-alg tokens (visible in "
+        f"the process list: prefer --signing-key-file or {SIGNING_KEY_ENV})",
     )
+    key.add_argument("--signing-key-file", metavar="FILE", help="read the signing key from FILE")
     target = parser.add_argument_group("origins")
     target.add_argument("--origin", help="origin the site expects (default: from the URL)")
     target.add_argument(
@@ -82,12 +103,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
-def config_from_args(args: argparse.Namespace) -> ProbeConfig:
-    """Build a :class:`ProbeConfig`, validating bounds.
+def read_secret(
+    value: str | None, path: str | None, env: str, option: str, environ: Mapping[str, str]
+) -> str | None:
+    """Return a secret from its flag, else its file, else its environment variable.
+
+    File and environment values are stripped of surrounding whitespace (the newline ``echo``
+    adds); an empty environment variable counts as unset.
 
     Raises:
-        ValueError: an option out of range or malformed.
+        ValueError: the file cannot be read or is empty. The message names the option and
+            the reason, never the file's content.
     """
+    if value is not None:
+        return value
+    if path is not None:
+        try:
+            secret = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ValueError(f"{option}: cannot read the file ({reason})") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{option}: the file is not UTF-8 text") from exc
+        if not secret:
+            raise ValueError(f"{option}: the file is empty")
+        return secret
+    return environ.get(env, "").strip() or None
+
+
+def config_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> ProbeConfig:
+    """Build a :class:`ProbeConfig`, validating bounds.
+
+    Args:
+        args: the parsed options.
+        environ: where ``WS_PROBE_TOKEN`` and ``WS_PROBE_SIGNING_KEY`` are read (default:
+            ``os.environ``).
+
+    Raises:
+        ValueError: an option out of range or malformed, or a secret file that cannot be read.
+    """
+    environ = os.environ if environ is None else environ
+    token = read_secret(
+        args.token, getattr(args, "token_file", None), TOKEN_ENV, "--token-file", environ
+    )
+    signing_key = read_secret(
+        args.signing_key,
+        getattr(args, "signing_key_file", None),
+        SIGNING_KEY_ENV,
+        "--signing-key-file",
+        environ,
+    )
     url = str(args.url or "")
     if urllib.parse.urlsplit(url).scheme not in ("ws", "wss"):
         raise ValueError("URL must start with ws:// or wss://")
@@ -107,14 +174,14 @@ def config_from_args(args: argparse.Namespace) -> ProbeConfig:
         raise ValueError("--wait must be positive and below --timeout")
     return ProbeConfig(
         url=url,
-        token=args.token,
+        token=token,
         token_via=args.token_via,
         headers=headers,
         subprotocols=list(args.subprotocol),
         ticket_url=args.ticket_url,
         origin=args.origin,
         hostile_origins=list(args.hostile_origin),
-        signing_key=args.signing_key,
+        signing_key=signing_key,
         timeout=args.timeout,
         max_rate=args.max_rate,
         flood_messages=args.flood_messages,
@@ -146,6 +213,13 @@ def execute(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         for c in all_checks():
             stdout.write(f"{c.id:<32} {c.title}\n")
         return 0
+    for flag, instead in (("token", TOKEN_ENV), ("signing_key", SIGNING_KEY_ENV)):
+        if getattr(args, flag, None) is not None:
+            option = "--" + flag.replace("_", "-")
+            stderr.write(
+                f"warning: {option} on the command line is visible to other local users; "
+                f"use {option}-file or {instead}\n"
+            )
     try:
         config = config_from_args(args)
         checks = select_checks(args.only, args.skip)

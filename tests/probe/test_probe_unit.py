@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -249,3 +250,153 @@ def test_management_command_lists_the_checks() -> None:
     out = io.StringIO()
     call_command("ws_probe", "--list", stdout=out)
     assert all(c.id in out.getvalue() for c in all_checks())
+
+
+# Secrets from flags, files or the environment ---------------------------------------------
+
+SIGNING_KEY = "probe-signing-key-" + "k" * 32
+
+
+def secret_args(*argv: str) -> list[str]:
+    return ["ws://127.0.0.1:9/ws/", *argv]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "token", "signing_key"),
+    [
+        pytest.param([], {}, None, None, id="none"),
+        pytest.param(["--token", TOKEN], {}, TOKEN, None, id="token-flag"),
+        pytest.param([], {"WS_PROBE_TOKEN": TOKEN}, TOKEN, None, id="token-env"),
+        pytest.param(["--signing-key", SIGNING_KEY], {}, None, SIGNING_KEY, id="key-flag"),
+        pytest.param([], {"WS_PROBE_SIGNING_KEY": SIGNING_KEY}, None, SIGNING_KEY, id="key-env"),
+        pytest.param(
+            ["--token", TOKEN, "--signing-key", SIGNING_KEY],
+            {"WS_PROBE_TOKEN": "env-token", "WS_PROBE_SIGNING_KEY": "env-key"},
+            TOKEN,
+            SIGNING_KEY,
+            id="flags-beat-env",
+        ),
+    ],
+)
+def test_secrets_come_from_flags_or_the_environment(
+    argv: list[str], environ: dict[str, str], token: str | None, signing_key: str | None
+) -> None:
+    config = config_from_args(build_parser().parse_args(secret_args(*argv)), environ)
+    assert (config.token, config.signing_key) == (token, signing_key)
+
+
+def test_secrets_come_from_files_and_files_beat_the_environment(tmp_path: Path) -> None:
+    token_file, key_file = tmp_path / "token", tmp_path / "key"
+    token_file.write_text(TOKEN + "\n")  # as `echo "$TOKEN" > file` writes it
+    key_file.write_text(f"  {SIGNING_KEY}\r\n")
+    args = build_parser().parse_args(
+        secret_args("--token-file", str(token_file), "--signing-key-file", str(key_file))
+    )
+    environ = {"WS_PROBE_TOKEN": "env-token", "WS_PROBE_SIGNING_KEY": "env-key"}
+    config = config_from_args(args, environ)
+    assert (config.token, config.signing_key) == (TOKEN, SIGNING_KEY)
+
+
+@pytest.mark.parametrize(
+    ("flag", "file_flag"), [("--token", "--token-file"), ("--signing-key", "--signing-key-file")]
+)
+def test_a_secret_flag_and_its_file_together_are_a_usage_error(
+    flag: str, file_flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(secret_args(flag, "x" * 40, file_flag, "/nonexistent"))
+    assert exited.value.code == 2
+    assert "x" * 40 not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("file_flag", ["--token-file", "--signing-key-file"])
+def test_a_missing_secret_file_is_a_clean_usage_error(file_flag: str, tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(secret_args(file_flag, str(tmp_path / "absent")))
+    assert execute(args, out, err) == 2
+    assert (
+        err.getvalue() == f"error: {file_flag}: cannot read the file (No such file or directory)\n"
+    )
+    assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n", b"\xff\xfe-not-utf-8"])
+def test_an_empty_or_binary_secret_file_is_a_usage_error(content: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    out, err = io.StringIO(), io.StringIO()
+    assert execute(build_parser().parse_args(secret_args("--token-file", str(path))), out, err) == 2
+    assert err.getvalue().startswith("error: --token-file: ")
+
+
+def test_a_secret_path_that_is_no_file_is_a_clean_usage_error(tmp_path: Path) -> None:
+    """A directory, or a path through a regular file: the reason, no traceback."""
+    regular = tmp_path / "token"
+    regular.write_text(TOKEN)
+    for path in (tmp_path, regular / "inside"):
+        out, err = io.StringIO(), io.StringIO()
+        args = build_parser().parse_args(
+            secret_args("--token-file", str(path), "--only", "baseline")
+        )
+        assert execute(args, out, err) == 2
+        assert err.getvalue().startswith("error: --token-file: cannot read the file (")
+        assert TOKEN not in out.getvalue() + err.getvalue()
+
+
+def test_a_secret_on_the_command_line_draws_a_warning_without_the_secret() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(["--list", "--token", TOKEN])
+    args.list = False
+    args.url = "http://not-a-websocket/"  # stops at validation, after the warning
+    assert execute(args, out, err) == 2
+    assert "warning: --token on the command line" in err.getvalue()
+    assert "WS_PROBE_TOKEN" in err.getvalue()
+    assert TOKEN not in err.getvalue()
+
+
+def test_secrets_from_files_and_env_never_reach_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose checks report nothing: the table, JSON and JUnit still carry no secret."""
+    from tests.conftest import free_port
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    monkeypatch.setenv("WS_PROBE_SIGNING_KEY", SIGNING_KEY)
+    json_path, junit_path = tmp_path / "report.json", tmp_path / "report.xml"
+    args = build_parser().parse_args(
+        [
+            f"ws://127.0.0.1:{free_port()}/ws/?token={TOKEN}",
+            "--token-file",
+            str(token_file),
+            "--only",
+            "baseline",
+            "--only",
+            "tokens",
+            "--timeout",
+            "5",
+            "--wait",
+            "1",
+            "--json",
+            str(json_path),
+            "--junit-xml",
+            str(junit_path),
+        ]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert execute(args, out, err) == 1  # nothing listens: the baseline fails
+    for text in (out.getvalue(), err.getvalue(), json_path.read_text(), junit_path.read_text()):
+        assert TOKEN not in text
+        assert SIGNING_KEY not in text
+
+
+def test_management_command_reads_secret_files_too(tmp_path: Path) -> None:
+    from django.core.management import call_command
+
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command(
+            "ws_probe", "ws://127.0.0.1:9/ws/", "--token-file", str(tmp_path / "absent"), stderr=err
+        )
+    assert exited.value.code == 2
+    assert "error: --token-file: cannot read the file" in err.getvalue()
