@@ -68,6 +68,8 @@ def claims(user: Any, **extra: Any) -> dict[str, Any]:
         "iat": now,
         "jti": "j" * 32,
         "user_id": str(user.pk),
+        # The demo (and these settings) run with CHECK_REVOKE_TOKEN: the password claim.
+        "hash_password": get_md5_hash_password(user.password),
         **extra,
     }
 

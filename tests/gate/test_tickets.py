@@ -14,7 +14,7 @@ from secure_ws.codes import AuthMethod, Reason
 from secure_ws.gate.credentials import CredentialsMiddleware
 from secure_ws.gate.origin import OriginMiddleware
 from secure_ws.state import key
-from secure_ws.tickets import consume_ticket, issue_ticket
+from secure_ws.tickets import TicketGrant, consume_ticket, issue_ticket
 from tests.conftest import DEMO_PASSWORD
 from tests.e2e.gate_asgi import info_consumer
 from tests.gate.conftest import ORIGIN, build_headers, set_gate
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("demo_users")
 async def test_ticket_is_consumed_once(redis_client: Any) -> None:
     ticket = await issue_ticket(7, ORIGIN)
     assert redis_client.keys(f"*{ticket}*") == []  # stored under its hash, never in clear
-    assert await consume_ticket(ticket, ORIGIN) == "7"
+    assert await consume_ticket(ticket, ORIGIN) == TicketGrant(user_id="7")
     assert await consume_ticket(ticket, ORIGIN) is None
 
 
@@ -51,7 +51,7 @@ async def test_unknown_or_junk_tickets_are_refused(junk: str) -> None:
 async def test_in_process_tickets_without_redis(settings: Any) -> None:
     set_gate(settings, REDIS_URL=None)
     ticket = await issue_ticket(3, ORIGIN)
-    assert await consume_ticket(ticket, ORIGIN) == "3"
+    assert await consume_ticket(ticket, ORIGIN) == TicketGrant(user_id="3")
     assert await consume_ticket(ticket, ORIGIN) is None
 
 
