@@ -13,6 +13,13 @@ What triggers it, besides the admin's "Disconnect" action:
   marked revoked (Redis key living as long as tokens of that session can, plus a database
   row) so the gate refuses new handshakes with it, and that session's connections, only
   those, are kicked.
+* a Django session logs out (``user_logged_out``, :mod:`secure_ws.django_session`) -> the
+  same, under the hashed session id: its session-auth sockets and the connections of
+  tickets it asked for are kicked, and its pending tickets are refused.
+
+A ticket connection joins the group of the credential that asked for the ticket, so all of
+this reaches it too. ``SessionTokenRefreshSerializer`` makes ``/api/token/refresh/`` refuse
+what the gate refuses (a stale password fingerprint, a revoked ``sid``).
 
 Kicks run after the change is committed (``transaction.on_commit``), so a rolled-back
 change kicks nobody and a reconnect never sees the old state. ``QuerySet.update()`` sends no
