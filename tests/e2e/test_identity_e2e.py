@@ -330,4 +330,3 @@ async def test_connection_without_credential_expiry_closes_4401_at_max_age(
     frames, code = await until_closed(conn)
     assert errors(frames)[-1:] == [Reason.CONNECTION_TOO_OLD.value]
     assert code == CloseCode.UNAUTHORIZED
-
