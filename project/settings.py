@@ -172,7 +172,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # The gate's token rules (revoked login sessions, password changes) for HTTP too.
+        "secure_ws.authentication.SecureJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -189,6 +190,10 @@ SIMPLE_JWT = {
     # logging out (blacklisting the refresh token) closes that session's WebSockets.
     "TOKEN_OBTAIN_SERIALIZER": "secure_ws.revocation.SessionTokenObtainPairSerializer",
     "TOKEN_BLACKLIST_SERIALIZER": "secure_ws.revocation.SessionTokenBlacklistSerializer",
+    # A password change revokes every token issued before it (fingerprint claim), and the
+    # refresh view checks it too (simplejwt's own refresh serializer does not).
+    "CHECK_REVOKE_TOKEN": True,
+    "TOKEN_REFRESH_SERIALIZER": "secure_ws.revocation.SessionTokenRefreshSerializer",
 }
 
 _origins = env_list("SECURE_WS_ALLOWED_ORIGINS", [])

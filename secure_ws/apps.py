@@ -18,6 +18,7 @@ class SecureWSConfig(AppConfig):
         # Importing these modules registers checks and signal receivers.
         import_module("secure_ws.checks")
         import_module("secure_ws.revocation")
+        import_module("secure_ws.django_session")
         # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
         from secure_ws.shutdown import install_daphne_shutdown
 

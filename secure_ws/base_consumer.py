@@ -40,6 +40,8 @@ Message = dict[str, Any]
 #: What the client reads in the ``detail`` of a close's ``error`` frame.
 _CLOSE_DETAILS: dict[Reason, str] = {
     Reason.TOKEN_EXPIRED: "The access token expired.",
+    Reason.SESSION_EXPIRED: "The login session expired.",
+    Reason.CONNECTION_TOO_OLD: "The connection reached its maximum age; authenticate again.",
     Reason.REVOKED: "The connection was revoked.",
     Reason.IDLE_TIMEOUT: "The connection was idle for too long.",
     Reason.TOO_MANY_VIOLATIONS: "Too many invalid messages.",

@@ -26,6 +26,9 @@ E041   simplejwt signing key equal to, inside or containing ``SECRET_KEY``      
        (or a ``SECRET_KEY_FALLBACKS`` entry), when not DEBUG
 W042   ``ACCESS_TOKEN_LIFETIME`` longer than ``MAX_TOKEN_LIFETIME``
 E043   ``REVOKE_ON_LOGOUT`` on without ``token_blacklist`` installed
+W044   simplejwt ``CHECK_REVOKE_TOKEN`` off: a password change revokes no token    yes
+W045   ``TOKEN_REFRESH_SERIALIZER`` ignores ``CHECK_REVOKE_TOKEN`` (old refresh     yes
+       tokens keep minting access tokens after a password change)
 W050   ``MAX_MESSAGE_BYTES`` above the server's ``SERVER_MAX_MESSAGE_BYTES``
 W051   ``SERVER_MAX_MESSAGE_BYTES`` not declared                                yes
 W060   no Content-Security-Policy (setting or middleware missing)               yes
@@ -493,6 +496,44 @@ def check_blacklist_installed(
             hint="Add 'rest_framework_simplejwt.token_blacklist' to INSTALLED_APPS and "
             "migrate, or set REVOKE_ON_LOGOUT = False knowingly.",
             id="secure_ws.E043",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def check_password_change_revokes_tokens(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[Warning]:
+    """Report tokens that survive a password change (W044, W045)."""
+    jwt = _jwt_settings()
+    if jwt is None:
+        return []
+    if not jwt.CHECK_REVOKE_TOKEN:
+        return [
+            Warning(
+                "SIMPLE_JWT['CHECK_REVOKE_TOKEN'] is off: tokens issued before a password "
+                "change keep opening WebSockets and calling the API until they expire.",
+                hint="Set SIMPLE_JWT['CHECK_REVOKE_TOKEN'] = True (tokens then carry a "
+                "password fingerprint that the gate, SecureJWTAuthentication and "
+                "SessionTokenRefreshSerializer check).",
+                id="secure_ws.W044",
+            )
+        ]
+    from secure_ws.revocation import SessionTokenRefreshSerializer
+
+    try:
+        serializer = import_string(jwt.TOKEN_REFRESH_SERIALIZER)
+    except ImportError:
+        serializer = None
+    if isinstance(serializer, type) and issubclass(serializer, SessionTokenRefreshSerializer):
+        return []
+    return [
+        Warning(
+            "SIMPLE_JWT['TOKEN_REFRESH_SERIALIZER'] does not check CHECK_REVOKE_TOKEN: a "
+            "refresh token from before a password change keeps minting access tokens.",
+            hint="Set SIMPLE_JWT['TOKEN_REFRESH_SERIALIZER'] = "
+            "'secure_ws.revocation.SessionTokenRefreshSerializer' (or a subclass).",
+            id="secure_ws.W045",
         )
     ]
 

@@ -54,6 +54,7 @@ class Reason(StrEnum):
     CREDENTIALS_INVALID = "credentials_invalid"
     TOKEN_EXPIRED = "token_expired"
     TOKEN_REVOKED = "token_revoked"
+    SESSION_EXPIRED = "session_expired"  # the Django session behind the connection expired
     USER_INACTIVE = "user_inactive"
     TICKET_INVALID = "ticket_invalid"
     QUERY_TOKEN_REFUSED = "query_token_refused"
@@ -62,6 +63,7 @@ class Reason(StrEnum):
     NOT_AUTHENTICATED = "not_authenticated"
     REVOKED = "revoked"
     IDLE_TIMEOUT = "idle_timeout"
+    CONNECTION_TOO_OLD = "connection_too_old"  # MAX_CONNECTION_AGE, no credential expiry
     TOO_MANY_VIOLATIONS = "too_many_violations"
     RATE_LIMITED = "rate_limited"
     BINARY_NOT_ALLOWED = "binary_not_allowed"
@@ -118,6 +120,7 @@ REFUSAL_CLOSE_CODES: dict[Reason, CloseCode] = {
     Reason.CREDENTIALS_INVALID: CloseCode.UNAUTHORIZED,
     Reason.TOKEN_EXPIRED: CloseCode.UNAUTHORIZED,
     Reason.TOKEN_REVOKED: CloseCode.FORBIDDEN,
+    Reason.SESSION_EXPIRED: CloseCode.UNAUTHORIZED,
     Reason.USER_INACTIVE: CloseCode.FORBIDDEN,
     Reason.TICKET_INVALID: CloseCode.UNAUTHORIZED,
     Reason.QUERY_TOKEN_REFUSED: CloseCode.UNAUTHORIZED,

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "TICKET_TTL": 30,  # seconds
     "USER_CACHE_TTL": 5.0,  # seconds a user's active/revoked state may be cached
     "MAX_TOKEN_LIFETIME": 900,  # seconds; longer ACCESS_TOKEN_LIFETIME is a check warning
+    "MAX_CONNECTION_AGE": 86400,  # seconds a connection without a credential expiry may live
     # Gate: connection caps, across processes.
     "MAX_CONNECTIONS_PER_USER": 10,
     "MAX_CONNECTIONS_PER_IP": 50,
@@ -120,6 +121,7 @@ class SecureWSSettings:
     TICKET_TTL: int
     USER_CACHE_TTL: float
     MAX_TOKEN_LIFETIME: int
+    MAX_CONNECTION_AGE: int
     MAX_CONNECTIONS_PER_USER: int
     MAX_CONNECTIONS_PER_IP: int
     CONNECTION_SLOT_TTL: int
@@ -218,6 +220,7 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "TICKET_TTL": (_positive_int, "a positive int (seconds)"),
     "USER_CACHE_TTL": (lambda v: _is_number(v) and v >= 0, "a non-negative number of seconds"),  # type: ignore[operator]
     "MAX_TOKEN_LIFETIME": (_positive_int, "a positive int (seconds)"),
+    "MAX_CONNECTION_AGE": (_positive_int, "a positive int (seconds)"),
     "MAX_CONNECTIONS_PER_USER": (_positive_int, "a positive int"),
     "MAX_CONNECTIONS_PER_IP": (_positive_int, "a positive int"),
     "CONNECTION_SLOT_TTL": (_positive_int, "a positive int (seconds)"),

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from secure_ws.codes import AuthMethod
+from secure_ws.codes import AuthMethod, Reason
 
 #: The scope key under which the gate stores the :class:`ConnectionInfo`.
 SCOPE_KEY = "secure_ws"
@@ -35,8 +35,12 @@ class ConnectionInfo:
     auth_method: AuthMethod = AuthMethod.NONE
     user_id: int | None = None
     username: str = ""
+    #: When the credential behind the connection ends (token ``exp``, Django session expiry).
     token_exp: float | None = None
+    #: The close reason at ``token_exp``: ``token_expired`` or ``session_expired``.
+    expiry_reason: Reason = Reason.TOKEN_EXPIRED
     token_jti: str | None = None
+    #: The login session: a token's ``sid``, or a hash of the Django session key, never the key.
     session_id: str | None = None
     opened_at: float = field(default_factory=time.time)
     channel_name: str = ""

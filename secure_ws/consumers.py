@@ -140,9 +140,9 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
     def get_groups(self) -> list[str]:
         """Return the channel-layer groups this connection joins before it is accepted.
 
-        The per-user group (and the login session's group when the token carried a
-        ``sid``) is how revocation reaches the connection on any process; override to add
-        groups, keeping the base ones.
+        The per-user group (and the login session's group: the token's ``sid``, or the
+        Django session of a session or session-issued ticket connection) is how revocation
+        reaches the connection on any process; override to add groups, keeping the base ones.
         """
         info = self.connection
         groups = list(self.groups or [])
@@ -188,8 +188,13 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         signals.connection_accepted.send_robust(sender=None, info=info)
         traffic = self.traffic
         assert traffic is not None
+        warning = traffic.limits.token_expiry_warning
         if info.token_exp is not None:
-            self.timers.watch_expiry(info.token_exp, traffic.limits.token_expiry_warning)
+            self.timers.watch_expiry(info.token_exp, warning, info.expiry_reason)
+        else:
+            # No credential expiry (anonymous, or a credential without one): a bounded age.
+            max_age = get_settings().MAX_CONNECTION_AGE
+            self.timers.watch_expiry(info.opened_at + max_age, warning, Reason.CONNECTION_TOO_OLD)
         if traffic.limits.idle_timeout is not None:
             self.timers.watch_idle(traffic.limits.idle_timeout, lambda: traffic.last_activity)
         try:
@@ -342,9 +347,10 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         await self._move_session(validated.session_id)
         info.token_exp = validated.exp
         info.token_jti = validated.jti
+        info.expiry_reason = Reason.TOKEN_EXPIRED
         limits = self.limits
         assert limits is not None
-        self.timers.watch_expiry(validated.exp, limits.token_expiry_warning)
+        self.timers.watch_expiry(validated.exp, limits.token_expiry_warning, Reason.TOKEN_EXPIRED)
         expires_in = round(max(0.0, validated.exp - time.time()), 3)
         await self.send_message("ack", {"expires_in": expires_in}, id=message.id)
 

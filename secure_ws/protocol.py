@@ -34,11 +34,13 @@ CLOSE_CODE_MEANINGS: dict[CloseCode, tuple[str, str]] = {
     CloseCode.INTERNAL_ERROR: ("unexpected server error", "reconnect with backoff"),
     CloseCode.TRY_AGAIN_LATER: ("try again later (overload, Redis down)", "reconnect with backoff"),
     CloseCode.UNAUTHORIZED: (
-        "credentials missing, invalid or expired (close mode, or token expiry mid-connection)",
+        "credentials missing, invalid or expired (close mode, or mid-connection: token or "
+        "session expiry, MAX_CONNECTION_AGE)",
         "refresh token, reconnect",
     ),
     CloseCode.FORBIDDEN: (
-        "forbidden or revoked (user disabled, session killed by an operator)",
+        "forbidden or revoked (user disabled, password changed, logged out, session killed "
+        "by an operator)",
         "do not reconnect",
     ),
     CloseCode.IDLE_TIMEOUT: ("idle timeout", "reconnect when needed"),

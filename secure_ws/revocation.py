@@ -13,6 +13,13 @@ What triggers it, besides the admin's "Disconnect" action:
   marked revoked (Redis key living as long as tokens of that session can, plus a database
   row) so the gate refuses new handshakes with it, and that session's connections, only
   those, are kicked.
+* a Django session logs out (``user_logged_out``, :mod:`secure_ws.django_session`) -> the
+  same, under the hashed session id: its session-auth sockets and the connections of
+  tickets it asked for are kicked, and its pending tickets are refused.
+
+A ticket connection joins the group of the credential that asked for the ticket, so all of
+this reaches it too. ``SessionTokenRefreshSerializer`` makes ``/api/token/refresh/`` refuse
+what the gate refuses (a stale password fingerprint, a revoked ``sid``).
 
 Kicks run after the change is committed (``transaction.on_commit``), so a rolled-back
 change kicks nobody and a reconnect never sees the old state. ``QuerySet.update()`` sends no
@@ -41,6 +48,7 @@ from redis.exceptions import RedisError
 from rest_framework_simplejwt.serializers import (
     TokenBlacklistSerializer,
     TokenObtainPairSerializer,
+    TokenRefreshSerializer,
 )
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -200,6 +208,39 @@ class SessionTokenBlacklistSerializer(TokenBlacklistSerializer):
         return {}
 
 
+class SessionTokenRefreshSerializer(TokenRefreshSerializer):
+    """``TOKEN_REFRESH_SERIALIZER`` that refuses what the gate refuses.
+
+    simplejwt 5.5's ``TokenRefreshSerializer`` checks the signature, expiry, blacklist and
+    ``is_active``, but not ``CHECK_REVOKE_TOKEN``: a refresh token from before a password
+    change would keep minting access tokens. This one also refuses a refresh token whose
+    password fingerprint is stale or whose login session (``sid``) was logged out, with the
+    gate's reason codes, and an unknown user cleanly (simplejwt answers that with a 500).
+    """
+
+    def validate(self, attrs: dict[str, Any]) -> dict[Any, Any]:
+        """Check the refresh token's user, password fingerprint and session, then refresh."""
+        from secure_ws.authentication import drf_refusal
+        from secure_ws.exceptions import Refused
+        from secure_ws.gate.tokens import (
+            active_user_sync,
+            check_password_claim,
+            check_session_sync,
+        )
+
+        refresh = self.token_class(attrs["refresh"])
+        user_id = refresh.get(jwt_settings.USER_ID_CLAIM)
+        session_id = refresh.get(SESSION_CLAIM)
+        try:
+            user = active_user_sync(str(user_id))
+            check_password_claim(refresh, user)
+            if isinstance(session_id, str) and session_id:
+                check_session_sync(session_id)
+        except Refused as exc:
+            raise drf_refusal(exc) from None
+        return super().validate(attrs)
+
+
 def _session_ttl() -> int:
     lifetime: timedelta = jwt_settings.REFRESH_TOKEN_LIFETIME + jwt_settings.ACCESS_TOKEN_LIFETIME
     return max(1, int(lifetime.total_seconds()))
@@ -211,20 +252,24 @@ def _session_key(session_id: str) -> str:
     return key("revoked_sid", session_id)
 
 
-def revoke_session(session_id: str, user_id: Any = None) -> None:
-    """Refuse every token of login session ``session_id`` and close its connections.
+def revoke_session(session_id: str, user_id: Any = None, ttl: int | None = None) -> None:
+    """Refuse every credential of login session ``session_id`` and close its connections.
 
-    The database row is written in the caller's transaction; the Redis mark and the kick
+    ``session_id`` is a token's ``sid`` or the id of a Django session
+    (:func:`secure_ws.django_session.session_credential_id`); ``ttl`` is how long the mark
+    must outlive the logout (default: as long as a token of the session can live). The
+    database row is written in the caller's transaction; the Redis mark and the kick
     follow the commit.
     """
     from secure_ws.audit.models import RevokedSession
 
-    expires = timezone.now() + timedelta(seconds=_session_ttl())
+    seconds = _session_ttl() if ttl is None else max(1, int(ttl))
+    expires = timezone.now() + timedelta(seconds=seconds)
     RevokedSession.objects.update_or_create(
         session_id=session_id[:64],
         defaults={"expires_at": expires, "user_id": _as_user_id(user_id)},
     )
-    transaction.on_commit(lambda: _after_session_revoked(session_id))
+    transaction.on_commit(lambda: _after_session_revoked(session_id, seconds))
 
 
 def _as_user_id(user_id: Any) -> int | None:
@@ -234,14 +279,14 @@ def _as_user_id(user_id: Any) -> int | None:
         return None
 
 
-def _after_session_revoked(session_id: str) -> None:
+def _after_session_revoked(session_id: str, ttl: int) -> None:
     from secure_ws.state import get_sync_redis
 
     _session_cache[session_id] = (True, time.monotonic())
     client = get_sync_redis()
     if client is not None:
         try:
-            client.set(_session_key(session_id), "1", ex=_session_ttl())
+            client.set(_session_key(session_id), "1", ex=ttl)
         except Exception:
             logger.exception("could not mark a revoked session in Redis")
     try:
@@ -291,6 +336,25 @@ async def is_session_revoked(session_id: str) -> bool:
         _session_cache.pop(next(iter(_session_cache)))
     _session_cache[session_id] = (revoked, now)
     return revoked
+
+
+def is_session_revoked_sync(session_id: str) -> bool:
+    """Synchronous form of :func:`is_session_revoked`, for views.
+
+    Raises:
+        BackendUnavailable: when Redis or the database cannot answer (fail closed).
+    """
+    from secure_ws.state import get_sync_redis
+
+    client = get_sync_redis()
+    try:
+        if client is not None:
+            return bool(client.exists(_session_key(session_id)))
+        return _revoked_in_database(session_id)
+    except (RedisError, OSError) as exc:
+        raise BackendUnavailable("session revocation: Redis unavailable") from exc
+    except DatabaseError as exc:
+        raise BackendUnavailable("session revocation: database unavailable") from exc
 
 
 def clear_session_cache() -> None:

@@ -6,6 +6,11 @@ single-use random string, bound to the user and to the ``Origin`` of the page th
 for it, exchanged over an authenticated (CSRF-protected) POST and spent on the handshake as
 ``?ticket=``. A leaked ticket is worthless after its first use or ``TICKET_TTL`` seconds.
 
+A ticket is no credential of its own: it records the identity it was issued for (user, the
+issuing token's ``sid`` and ``exp``, or the hashed id and expiry of the Django session that
+asked), and the connection it opens carries that identity, so logout, password change,
+deactivation and expiry reach it like any other connection.
+
 Tickets are stored under the SHA-256 of their value, so whoever can read Redis still
 cannot replay one. Consumption is one ``GETDEL``: two handshakes racing with the same
 ticket cannot both win. Without Redis tickets live in-process (one process only).
@@ -17,6 +22,7 @@ import hashlib
 import json
 import secrets
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis.exceptions
@@ -26,10 +32,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from secure_ws.authentication import SecureJWTAuthentication
+from secure_ws.codes import Reason
 from secure_ws.conf import get_settings
-from secure_ws.exceptions import BackendUnavailable
+from secure_ws.exceptions import BackendUnavailable, Refused
 from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
 from secure_ws.throttling import ScopedRateThrottle
 
@@ -42,18 +49,67 @@ MAX_TICKET_CHARS = 128
 _local_tickets: dict[str, tuple[float, str]] = {}
 
 
+@dataclass(frozen=True)
+class TicketGrant:
+    """The identity a ticket was issued for, handed to the connection that spends it.
+
+    Attributes:
+        user_id: the user's ``USER_ID_FIELD`` value, as a string.
+        session_id: the issuing token's ``sid``, or the hashed id of the Django session
+            that asked (:func:`secure_ws.django_session.session_credential_id`); ``None``
+            when the credential had neither.
+        exp: when the issuing credential expires (token ``exp`` or session expiry).
+        expiry_reason: the close reason at ``exp``: ``token_expired`` or ``session_expired``.
+        password_fingerprint: the user's password fingerprint at issue time, so a password
+            change between issue and spend refuses the ticket.
+    """
+
+    user_id: str
+    session_id: str | None = None
+    exp: float | None = None
+    expiry_reason: Reason = Reason.TOKEN_EXPIRED
+    password_fingerprint: str | None = None
+
+
 def _ticket_key(ticket: str) -> str:
     return key("ticket", hashlib.sha256(ticket.encode()).hexdigest())
 
 
-def _record(user_id: str, origin: str) -> str:
-    return json.dumps({"user_id": user_id, "origin": origin})
+def _record(grant: TicketGrant, origin: str) -> str:
+    return json.dumps({**asdict(grant), "origin": origin})
 
 
-def _new_ticket(user_id: int | str, origin: str) -> tuple[str, str, int]:
+def _parse_record(raw: Any) -> tuple[TicketGrant, str] | None:
+    try:
+        record = json.loads(raw)
+        grant = TicketGrant(
+            user_id=str(record["user_id"]),
+            session_id=_optional_str(record.get("session_id")),
+            exp=float(record["exp"]) if record.get("exp") is not None else None,
+            expiry_reason=Reason(record.get("expiry_reason", Reason.TOKEN_EXPIRED)),
+            password_fingerprint=_optional_str(record.get("password_fingerprint")),
+        )
+        return grant, str(record["origin"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _grant_of(user_id: int | str | TicketGrant) -> TicketGrant:
+    return user_id if isinstance(user_id, TicketGrant) else TicketGrant(user_id=str(user_id))
+
+
+def _new_ticket(grant: TicketGrant, origin: str) -> tuple[str, str, int]:
     """Return a fresh ticket value, the record stored for it and its lifetime in seconds."""
     ticket = secrets.token_urlsafe(TICKET_BYTES)
-    return ticket, _record(str(user_id), origin), get_settings().TICKET_TTL
+    return ticket, _record(grant, origin), get_settings().TICKET_TTL
 
 
 def _store_local(ticket: str, record: str, ttl: int) -> None:
@@ -61,16 +117,17 @@ def _store_local(ticket: str, record: str, ttl: int) -> None:
     _local_tickets[_ticket_key(ticket)] = (time.monotonic() + ttl, record)
 
 
-async def issue_ticket(user_id: int | str, origin: str) -> str:
-    """Return a new single-use ticket for ``user_id``, valid from ``origin`` only.
+async def issue_ticket(user_id: int | str | TicketGrant, origin: str) -> str:
+    """Return a new single-use ticket for ``user_id`` (or a full grant), valid from ``origin``.
 
     ``origin`` must be the normalised form (``str(parse_origin(...))``) that the origin
-    step stores in the ConnectionInfo.
+    step stores in the ConnectionInfo. A bare user id gives a ticket with no credential
+    expiry or session (its connection ends at ``MAX_CONNECTION_AGE``).
 
     Raises:
         BackendUnavailable: Redis is configured but could not store the ticket.
     """
-    ticket, record, ttl = _new_ticket(user_id, origin)
+    ticket, record, ttl = _new_ticket(_grant_of(user_id), origin)
     client = get_redis()
     if client is None:
         _store_local(ticket, record, ttl)
@@ -83,9 +140,9 @@ async def issue_ticket(user_id: int | str, origin: str) -> str:
     return ticket
 
 
-def issue_ticket_sync(user_id: int | str, origin: str) -> str:
+def issue_ticket_sync(user_id: int | str | TicketGrant, origin: str) -> str:
     """Synchronous form of :func:`issue_ticket`, for views running in a worker thread."""
-    ticket, record, ttl = _new_ticket(user_id, origin)
+    ticket, record, ttl = _new_ticket(_grant_of(user_id), origin)
     client = get_sync_redis()
     if client is None:
         _store_local(ticket, record, ttl)
@@ -97,11 +154,12 @@ def issue_ticket_sync(user_id: int | str, origin: str) -> str:
     return ticket
 
 
-async def consume_ticket(ticket: str, origin: str | None) -> str | None:
-    """Spend ``ticket``; return its user id if it was valid for ``origin``, else ``None``.
+async def consume_ticket(ticket: str, origin: str | None) -> TicketGrant | None:
+    """Spend ``ticket``; return its grant if it was valid for ``origin``, else ``None``.
 
     The ticket is gone after this call whatever the result, so a ticket presented from a
-    wrong origin cannot be retried from the right one by the same attacker.
+    wrong origin cannot be retried from the right one by the same attacker. The grant is
+    not checked here: :func:`ticket_user` does that.
 
     Raises:
         BackendUnavailable: Redis is configured but did not answer (fail closed).
@@ -122,14 +180,77 @@ async def consume_ticket(ticket: str, origin: str | None) -> str | None:
             raise BackendUnavailable("tickets: Redis unavailable") from exc
     if raw is None:
         return None
-    try:
-        record = json.loads(raw)
-        user_id, bound_origin = str(record["user_id"]), str(record["origin"])
-    except (ValueError, KeyError, TypeError):
+    parsed = _parse_record(raw)
+    if parsed is None:
         return None
+    grant, bound_origin = parsed
     if origin is None or not secrets.compare_digest(bound_origin, origin):
         return None
-    return user_id
+    return grant
+
+
+async def ticket_user(grant: TicketGrant) -> Any:
+    """Return the user a spent ticket opens a connection for, re-checking its identity.
+
+    Between issue and spend the user may have been deactivated, changed their password or
+    logged that session out, and the issuing credential may have expired: each refuses the
+    ticket with the reason the gate gives the credential itself.
+
+    Raises:
+        Refused: ``credentials_invalid``, ``user_inactive``, ``token_revoked``,
+            ``token_expired`` or ``session_expired``; ``BackendUnavailable`` (fail closed).
+    """
+    from secure_ws.gate.tokens import active_user, check_session, password_fingerprint
+
+    user = await active_user(grant.user_id)
+    if grant.password_fingerprint is not None and not secrets.compare_digest(
+        grant.password_fingerprint, password_fingerprint(user.password)
+    ):
+        raise Refused(Reason.TOKEN_REVOKED, "password changed since the ticket was issued")
+    if grant.exp is not None and grant.exp <= time.time():
+        raise Refused(grant.expiry_reason, "the ticket's credential expired")
+    if grant.session_id:
+        await check_session(grant.session_id)
+    return user
+
+
+def grant_for_request(request: Request) -> TicketGrant:
+    """Return the identity a ticket issued to ``request`` carries.
+
+    A token caller (:class:`~secure_ws.authentication.SecureJWTAuthentication`, which put
+    the decoded token in ``request.auth``) passes on its token's ``sid`` and ``exp``; a
+    session caller its session's hashed id and expiry.
+    """
+    from rest_framework_simplejwt.settings import api_settings
+    from rest_framework_simplejwt.tokens import Token
+
+    from secure_ws.django_session import session_credential_id, session_expiry
+    from secure_ws.gate.tokens import SESSION_ID_CLAIM, password_fingerprint
+
+    user: Any = request.user
+    user_id = str(getattr(user, api_settings.USER_ID_FIELD))
+    fingerprint = password_fingerprint(user.password or "")
+    auth = request.auth
+    if isinstance(auth, Token):
+        session_id = auth.get(SESSION_ID_CLAIM)
+        return TicketGrant(
+            user_id,
+            session_id if isinstance(session_id, str) and session_id else None,
+            float(auth["exp"]),
+            Reason.TOKEN_EXPIRED,
+            fingerprint,
+        )
+    session = getattr(request, "session", None)
+    session_key = getattr(session, "session_key", None)
+    if session_key:
+        return TicketGrant(
+            user_id,
+            session_credential_id(session_key),
+            session_expiry(session),
+            Reason.SESSION_EXPIRED,
+            fingerprint,
+        )
+    return TicketGrant(user_id, password_fingerprint=fingerprint)
 
 
 def _prune_local() -> None:
@@ -142,11 +263,14 @@ class WebSocketTicketView(APIView):
     """``POST /api/ws-ticket/``: a one-time ticket for the caller's next WebSocket handshake.
 
     Authenticated by session (CSRF enforced, as DRF's ``SessionAuthentication`` does) or by
-    a JWT. The request must carry an ``Origin`` the gate would accept; the ticket is bound
-    to it, so a ticket obtained by one page cannot open a socket from another origin.
+    a JWT checked with the gate's own rules (:class:`SecureJWTAuthentication`: a token the
+    gate would refuse gets no ticket, with the same reason code). The request must carry an
+    ``Origin`` the gate would accept; the ticket is bound to it, so a ticket obtained by one
+    page cannot open a socket from another origin. The ticket carries the caller's identity
+    (:func:`grant_for_request`), so its connection expires and is revoked with it.
     """
 
-    authentication_classes = [JWTAuthentication, SessionAuthentication]
+    authentication_classes = [SecureJWTAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
     # Tickets are credentials: their issuance is throttled per user (DRF scope "ws_ticket",
     # default 30/min, see secure_ws.throttling).
@@ -155,8 +279,6 @@ class WebSocketTicketView(APIView):
 
     def post(self, request: Request) -> Response:
         """Issue a ticket: 201 ``{"ticket", "expires_in"}``; 403 for a missing/foreign Origin."""
-        from rest_framework_simplejwt.settings import api_settings
-
         from secure_ws.gate.origin import default_policy, parse_origin
 
         raw_origin = request.headers.get("Origin")
@@ -170,9 +292,8 @@ class WebSocketTicketView(APIView):
                 status=status.HTTP_403_FORBIDDEN,
                 headers={"Cache-Control": "no-store"},
             )
-        user_id = getattr(request.user, api_settings.USER_ID_FIELD)
         try:
-            ticket = issue_ticket_sync(user_id, str(origin))
+            ticket = issue_ticket_sync(grant_for_request(request), str(origin))
         except BackendUnavailable:
             return Response(
                 {"detail": "Try again later.", "code": "backend_unavailable"},

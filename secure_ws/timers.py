@@ -1,8 +1,9 @@
-"""The timers of one open connection: token expiry and idle timeout.
+"""The timers of one open connection: credential expiry and idle timeout.
 
-An open WebSocket outlives the access token that opened it, so the connection keeps its
-own clock: ``auth.expiring`` shortly before the token's ``exp``, close 4401 at ``exp``
-(``auth.refresh`` restarts the timer), and close 4408 after ``IDLE_TIMEOUT`` seconds
+An open WebSocket outlives the access token (or Django session) that opened it, so the
+connection keeps its own clock: ``auth.expiring`` shortly before the credential's expiry,
+close 4401 at it (``auth.refresh`` restarts the timer; a connection whose credential has no
+expiry ends at ``MAX_CONNECTION_AGE`` instead), and close 4408 after ``IDLE_TIMEOUT`` seconds
 without a client message. :class:`ConnectionTimers` owns these background tasks so that a
 close cancels all of them and the consumer's cleanup waits for them.
 """
@@ -43,15 +44,18 @@ class ConnectionTimers:
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry: asyncio.Task[None] | None = None
 
-    def watch_expiry(self, exp: float, warning: float) -> None:
+    def watch_expiry(
+        self, exp: float, warning: float, reason: Reason = Reason.TOKEN_EXPIRED
+    ) -> None:
         """(Re)start the expiry timer: warn ``warning`` seconds before ``exp``, close at ``exp``.
 
-        ``warning`` of 0 closes without a warning. A timer already running is replaced,
-        which is how ``auth.refresh`` moves the connection's expiry.
+        The close is 4401 with ``reason`` (``token_expired``, ``session_expired`` or
+        ``connection_too_old``). ``warning`` of 0 closes without a warning. A timer already
+        running is replaced, which is how ``auth.refresh`` moves the connection's expiry.
         """
         if self._expiry is not None:
             self._expiry.cancel()
-        self._expiry = self._spawn(self._expire(exp, warning))
+        self._expiry = self._spawn(self._expire(exp, warning, reason))
 
     def watch_idle(self, idle_seconds: float, last_activity: Callable[[], float]) -> None:
         """Close 4408 once ``last_activity()`` (a ``time.monotonic()`` value) is too old."""
@@ -78,7 +82,7 @@ class ConnectionTimers:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _expire(self, exp: float, warning: float) -> None:
+    async def _expire(self, exp: float, warning: float, reason: Reason) -> None:
         try:
             if warning > 0 and exp - time.time() > warning:
                 await asyncio.sleep(exp - time.time() - warning)
@@ -86,7 +90,7 @@ class ConnectionTimers:
             if warning > 0 and remaining > 0:
                 await self._warn(round(remaining, 3))
             await asyncio.sleep(max(0.0, exp - time.time()))
-            await self._close(CloseCode.UNAUTHORIZED, Reason.TOKEN_EXPIRED)
+            await self._close(CloseCode.UNAUTHORIZED, reason)
         except asyncio.CancelledError:
             raise
         except Exception:

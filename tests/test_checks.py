@@ -347,6 +347,20 @@ def test_access_lifetime_within_the_maximum_is_quiet() -> None:
         assert ids(checks.check_token_lifetime) == []
 
 
+def test_password_change_not_revoking_tokens_is_a_deploy_warning() -> None:
+    with simple_jwt(CHECK_REVOKE_TOKEN=False):
+        assert ids(checks.check_password_change_revokes_tokens) == ["secure_ws.W044"]
+    with simple_jwt(
+        TOKEN_REFRESH_SERIALIZER="rest_framework_simplejwt.serializers.TokenRefreshSerializer"
+    ):
+        assert ids(checks.check_password_change_revokes_tokens) == ["secure_ws.W045"]
+
+
+def test_password_change_revoking_tokens_is_quiet() -> None:
+    # The demo's settings: CHECK_REVOKE_TOKEN on, the revoking refresh serializer.
+    assert ids(checks.check_password_change_revokes_tokens) == []
+
+
 def test_revocation_without_blacklist_app_is_an_error() -> None:
     with (
         modify_settings(INSTALLED_APPS={"remove": ["rest_framework_simplejwt.token_blacklist"]}),

@@ -3,13 +3,15 @@
 Sources, in the order they are looked for:
 
 * ``bearer.<jwt>`` entry of ``Sec-WebSocket-Protocol`` (browsers): removed from
-  ``scope["subprotocols"]`` before anything else happens, so nothing downstream can echo
-  or log it;
+  ``scope["subprotocols"]`` and from the raw header in ``scope["headers"]`` before anything
+  else happens, so nothing downstream can echo or log it;
 * ``Authorization: Bearer <jwt>`` (non-browser clients; the only source accepted without
   an ``Origin`` header, because a browser page cannot set it on a WebSocket);
-* ``?ticket=`` one-time ticket from ``POST /api/ws-ticket/``;
+* ``?ticket=`` one-time ticket from ``POST /api/ws-ticket/``: the connection takes on the
+  identity the ticket was issued for (user, ``sid``, expiry), re-checked when it is spent;
 * ``?token=`` only if ``ALLOW_QUERY_STRING_TOKEN`` (tokens in URLs leak into logs);
-* the Django session cookie only if ``ALLOW_SESSION_AUTH`` (cookies are ambient: CSWSH).
+* the Django session cookie only if ``ALLOW_SESSION_AUTH`` (cookies are ambient: CSWSH);
+  the connection belongs to that session (hashed id, expiry), so its logout or expiry ends it.
 
 More than one explicit credential is refused rather than guessed between. Tokens are
 checked by :func:`secure_ws.gate.tokens.validate_access_token` (simplejwt's own rules; a
@@ -21,11 +23,13 @@ where the consumer's ``auth.refresh`` imports them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qsl
 
+from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
@@ -35,9 +39,9 @@ from secure_ws.conf import get_settings
 from secure_ws.connection import get_connection_info
 from secure_ws.exceptions import BackendUnavailable, Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
-from secure_ws.gate.handshake import get_headers
+from secure_ws.gate.handshake import HEADERS_SCOPE_KEY, get_headers
 from secure_ws.gate.origin import origin_is_missing
-from secure_ws.gate.tokens import ValidatedToken, active_user, validate_access_token
+from secure_ws.gate.tokens import ValidatedToken, check_session, validate_access_token
 
 #: Query parameters that would carry a JWT in the URL.
 QUERY_TOKEN_PARAMS = frozenset({"token", "access_token", "jwt", "access"})
@@ -74,6 +78,30 @@ def _query_params(scope: Scope) -> list[tuple[str, str]]:
         raise Refused(Reason.BAD_HANDSHAKE, "malformed query string") from exc
 
 
+def _without_bearer_entries(scope: Scope) -> None:
+    """Rewrite ``scope["headers"]`` so no ``Sec-WebSocket-Protocol`` value carries a token.
+
+    ``scope["subprotocols"]`` is only the server's parse of that header: the raw header is
+    still in ``scope["headers"]``, where a downstream middleware, logger or error reporter
+    would find the token. The list is copied, never mutated (another scope may share it).
+    """
+    from secure_ws.codes import BEARER_SUBPROTOCOL_PREFIX
+
+    prefix = BEARER_SUBPROTOCOL_PREFIX.encode()
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in scope.get("headers") or ():
+        if bytes(name).lower() == b"sec-websocket-protocol":
+            kept = [p.strip() for p in bytes(value).split(b",")]
+            kept = [p for p in kept if p and not p.startswith(prefix)]
+            if not kept:
+                continue
+            value = b", ".join(kept)
+        headers.append((name, value))
+    scope["headers"] = headers
+    # The parsed copy of the old headers would still hold the token: parse again on demand.
+    scope.pop(HEADERS_SCOPE_KEY, None)
+
+
 def take_credentials(scope: Scope, allow_query_token: bool) -> list[PresentedCredential]:
     """Collect the explicit credentials of a handshake, removing any ``bearer.`` entry.
 
@@ -88,6 +116,7 @@ def take_credentials(scope: Scope, allow_query_token: bool) -> list[PresentedCre
     bearer = [p for p in subprotocols if p.startswith(BEARER_SUBPROTOCOL_PREFIX)]
     if bearer:
         scope["subprotocols"] = [p for p in subprotocols if p not in bearer]
+        _without_bearer_entries(scope)
         if len(bearer) > 1:
             raise Refused(Reason.CREDENTIALS_INVALID, "several bearer subprotocol entries")
         found.append(
@@ -137,6 +166,37 @@ async def _session_user(scope: Scope) -> Any:
     if user is None or not user.is_authenticated:
         return None  # a stale or logged-out session proves nothing
     return user
+
+
+def _django_session_identity(session: Any) -> tuple[str, float]:
+    from secure_ws.django_session import session_credential_id, session_expiry
+
+    return session_credential_id(session.session_key), session_expiry(session)
+
+
+async def _bind_django_session(scope: Scope) -> None:
+    """Give a session-authenticated connection its session's identity and expiry.
+
+    It then joins the session's revocation group (logout closes it 4403) and closes 4401
+    ``session_expired`` when the session expires, like a ticket a session asked for.
+
+    Raises:
+        Refused: ``session_expired`` or ``token_revoked`` (a session already logged out);
+            ``BackendUnavailable`` when the session store cannot tell (fail closed).
+    """
+    info = get_connection_info(scope)
+    try:
+        session_id, expiry = await database_sync_to_async(_django_session_identity)(
+            scope["session"]
+        )
+    except DatabaseError as exc:
+        raise BackendUnavailable("session store unavailable") from exc
+    if expiry <= time.time():
+        raise Refused(Reason.SESSION_EXPIRED, "Django session expired")
+    await check_session(session_id)
+    info.session_id = session_id
+    info.token_exp = expiry
+    info.expiry_reason = Reason.SESSION_EXPIRED
 
 
 class CredentialsMiddleware(GateStep):
@@ -189,6 +249,7 @@ class CredentialsMiddleware(GateStep):
         if user is not None:
             if missing_origin:
                 raise Refused(Reason.ORIGIN_MISSING, "session cookie without Origin")
+            await _bind_django_session(scope)
             info.auth_method = AuthMethod.SESSION
             self._set_user(scope, user)
             return
@@ -200,13 +261,17 @@ class CredentialsMiddleware(GateStep):
     async def _authenticate(self, scope: Scope, credential: PresentedCredential) -> None:
         info = get_connection_info(scope)
         if credential.method is AuthMethod.TICKET:
-            from secure_ws.tickets import consume_ticket
+            from secure_ws.tickets import consume_ticket, ticket_user
 
-            user_id = await consume_ticket(credential.secret, info.origin)
-            if user_id is None:
+            grant = await consume_ticket(credential.secret, info.origin)
+            if grant is None:
                 raise Refused(Reason.TICKET_INVALID, "ticket unknown, spent, expired or foreign")
-            user = await active_user(user_id)
+            user = await ticket_user(grant)
             info.auth_method = AuthMethod.TICKET
+            # The connection is the issuing credential's: same expiry, same session.
+            info.token_exp = grant.exp
+            info.expiry_reason = grant.expiry_reason
+            info.session_id = grant.session_id
             self._set_user(scope, user)
             return
         validated = await validate_access_token(credential.secret)

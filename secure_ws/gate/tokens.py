@@ -1,7 +1,10 @@
 """Access-token validation with simplejwt's own rules, and the user from the user-state cache.
 
 :func:`validate_access_token` is the one check every token goes through: the gate's
-credentials step at the handshake, and the consumer's ``auth.refresh`` inside a connection.
+credentials step at the handshake, and the consumer's ``auth.refresh`` inside a connection;
+:func:`validate_access_token_sync` runs the same checks for views (the ticket view and DRF's
+:class:`secure_ws.authentication.SecureJWTAuthentication`), so HTTP and WebSocket refuse the
+same tokens with the same reasons.
 It decodes the token once with simplejwt (signature, algorithm list, audience, issuer,
 leeway, ``exp``/``nbf``, ``token_type``, ``jti``), then requires an existing, active user
 (``CHECK_USER_IS_ACTIVE``), an unchanged password fingerprint (``CHECK_REVOKE_TOKEN``) and,
@@ -11,7 +14,7 @@ for a token carrying a login-session id (``sid``), a session that was not revoke
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import import_module
 from typing import Any
@@ -22,7 +25,7 @@ from django.db import DatabaseError
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings, register_cache_clearer
 from secure_ws.exceptions import BackendUnavailable, Refused
-from secure_ws.gate.userstate import get_user_state
+from secure_ws.gate.userstate import get_user_state, load_user
 
 #: Claim that carries the login-session id from the refresh token into its access tokens.
 SESSION_ID_CLAIM = "sid"
@@ -36,6 +39,8 @@ class ValidatedToken:
     exp: float
     jti: str | None
     session_id: str | None
+    #: simplejwt's decoded token, for code that reads more claims (DRF's ``request.auth``).
+    token: Any = field(default=None, compare=False, repr=False)
 
 
 @lru_cache(maxsize=1)
@@ -134,20 +139,62 @@ async def _decode_any(raw_token: str) -> Any:
     return await _decode_async(raw_token, sliding=True)
 
 
-async def _check_session(session_id: str) -> None:
+def _decode_any_sync(raw_token: str) -> Any:
+    """Synchronous form of :func:`_decode_any` (views run in a worker thread already)."""
+    try:
+        return _decode(raw_token)
+    except Refused as refusal:
+        if refusal.reason is not Reason.CREDENTIALS_INVALID or not sliding_tokens_enabled():
+            raise
+    return _decode(raw_token, sliding=True)
+
+
+def _session_revocation() -> Any:
     # Owned by the revocation module; looked up at call time so either side can land first.
-    is_session_revoked: Any = getattr(
-        import_module("secure_ws.revocation"), "is_session_revoked", None
-    )
-    if is_session_revoked is None:
+    module = import_module("secure_ws.revocation")
+    if not hasattr(module, "is_session_revoked"):
         raise BackendUnavailable("session revocation check is not installed")
-    if await is_session_revoked(session_id):
+    return module
+
+
+async def check_session(session_id: str) -> None:
+    """Refuse a credential of login session ``session_id`` once that session logged out.
+
+    Raises:
+        Refused: ``token_revoked``; ``BackendUnavailable`` when revocation cannot be read.
+    """
+    if await _session_revocation().is_session_revoked(session_id):
         raise Refused(Reason.TOKEN_REVOKED, "login session revoked")
 
 
-def _password_claim(password: str) -> str:
-    # simplejwt's get_md5_hash_password: a fingerprint, not a password hash.
+def check_session_sync(session_id: str) -> None:
+    """Synchronous form of :func:`check_session`, for views."""
+    if _session_revocation().is_session_revoked_sync(session_id):
+        raise Refused(Reason.TOKEN_REVOKED, "login session revoked")
+
+
+def password_fingerprint(password: str) -> str:
+    """Return simplejwt's fingerprint of a password hash (``get_md5_hash_password``).
+
+    It is what ``CHECK_REVOKE_TOKEN`` puts in every token: a fingerprint, not a password
+    hash; a password change changes it, and every credential carrying the old one dies.
+    """
     return hashlib.md5(password.encode(), usedforsecurity=False).hexdigest().upper()
+
+
+def check_user(user: Any) -> Any:
+    """Return ``user`` if it exists and may log in (simplejwt's ``CHECK_USER_IS_ACTIVE``).
+
+    Raises:
+        Refused: ``credentials_invalid`` (no such user) or ``user_inactive``.
+    """
+    from rest_framework_simplejwt.settings import api_settings
+
+    if user is None:
+        raise Refused(Reason.CREDENTIALS_INVALID, "unknown user")
+    if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+        raise Refused(Reason.USER_INACTIVE, "user is inactive")
+    return user
 
 
 async def active_user(user_id: str) -> Any:
@@ -159,29 +206,39 @@ async def active_user(user_id: str) -> Any:
     """
     from rest_framework_simplejwt.settings import api_settings
 
-    user = await get_user_state(user_id, api_settings.USER_ID_FIELD)
-    if user is None:
-        raise Refused(Reason.CREDENTIALS_INVALID, "unknown user")
-    if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
-        raise Refused(Reason.USER_INACTIVE, "user is inactive")
-    return user
+    return check_user(await get_user_state(user_id, api_settings.USER_ID_FIELD))
 
 
-async def validate_access_token(raw_token: str) -> ValidatedToken:
-    """Validate ``raw_token`` as simplejwt would, with the user from the user-state cache.
-
-    Raises:
-        Refused: ``token_expired``, ``credentials_invalid``, ``token_revoked``,
-            ``user_inactive``; ``BackendUnavailable`` when Redis or the database cannot
-            tell (fail closed). The detail never contains the token.
-    """
+def active_user_sync(user_id: str) -> Any:
+    """Synchronous form of :func:`active_user`, read from the database (views)."""
     from rest_framework_simplejwt.settings import api_settings
 
+    try:
+        return check_user(load_user(api_settings.USER_ID_FIELD, user_id))
+    except DatabaseError as exc:
+        raise BackendUnavailable("user state: database unavailable") from exc
+
+
+@dataclass(frozen=True)
+class _Claims:
+    user_id: str
+    exp: float
+    jti: str | None
+    session_id: str | None
+
+
+def _check_raw(raw_token: object) -> str:
     if not isinstance(raw_token, str) or not raw_token:
         raise Refused(Reason.CREDENTIALS_INVALID, "empty access token")
     if len(raw_token.encode("utf-8", "replace")) > get_settings().MAX_CREDENTIAL_BYTES:
         raise Refused(Reason.CREDENTIALS_INVALID, "oversized access token")
-    token = await _decode_any(raw_token)
+    return raw_token
+
+
+def _claims(token: Any) -> _Claims:
+    """Read the claims every check needs from a decoded token, refusing unusable ones."""
+    from rest_framework_simplejwt.settings import api_settings
+
     user_id = token.get(api_settings.USER_ID_CLAIM)
     if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
         raise Refused(Reason.CREDENTIALS_INVALID, "token has no usable user id")
@@ -192,16 +249,58 @@ async def validate_access_token(raw_token: str) -> ValidatedToken:
     session_id = token.get(SESSION_ID_CLAIM)
     if session_id is not None and (not isinstance(session_id, str) or len(session_id) > 128):
         raise Refused(Reason.CREDENTIALS_INVALID, "malformed sid claim")
-    user = await active_user(str(user_id))
+    return _Claims(str(user_id), float(exp), str(jti) if jti is not None else None, session_id)
+
+
+def check_password_claim(token: Any, user: Any) -> None:
+    """Refuse ``token`` (access or refresh) issued before ``user``'s last password change.
+
+    Applies only with simplejwt's ``CHECK_REVOKE_TOKEN``, which puts the claim in tokens.
+
+    Raises:
+        Refused: ``token_revoked``.
+    """
+    from rest_framework_simplejwt.settings import api_settings
+
     if api_settings.CHECK_REVOKE_TOKEN:
         claim = token.get(api_settings.REVOKE_TOKEN_CLAIM)
-        if claim != _password_claim(user.password):
+        if claim != password_fingerprint(user.password):
             raise Refused(Reason.TOKEN_REVOKED, "password changed since the token was issued")
-    if session_id is not None:
-        await _check_session(session_id)
+
+
+def _validated(token: Any, claims: _Claims, user: Any) -> ValidatedToken:
     return ValidatedToken(
-        user=user,
-        exp=float(exp),
-        jti=str(jti) if jti is not None else None,
-        session_id=session_id,
+        user=user, exp=claims.exp, jti=claims.jti, session_id=claims.session_id, token=token
     )
+
+
+async def validate_access_token(raw_token: str) -> ValidatedToken:
+    """Validate ``raw_token`` as simplejwt would, with the user from the user-state cache.
+
+    Raises:
+        Refused: ``token_expired``, ``credentials_invalid``, ``token_revoked``,
+            ``user_inactive``; ``BackendUnavailable`` when Redis or the database cannot
+            tell (fail closed). The detail never contains the token.
+    """
+    token = await _decode_any(_check_raw(raw_token))
+    claims = _claims(token)
+    user = await active_user(claims.user_id)
+    check_password_claim(token, user)
+    if claims.session_id is not None:
+        await check_session(claims.session_id)
+    return _validated(token, claims, user)
+
+
+def validate_access_token_sync(raw_token: str) -> ValidatedToken:
+    """Synchronous form of :func:`validate_access_token`, for views (the same checks).
+
+    The user is read from the database rather than the handshake's cache: a view already
+    pays for a query, and sees a deactivation at once.
+    """
+    token = _decode_any_sync(_check_raw(raw_token))
+    claims = _claims(token)
+    user = active_user_sync(claims.user_id)
+    check_password_claim(token, user)
+    if claims.session_id is not None:
+        check_session_sync(claims.session_id)
+    return _validated(token, claims, user)

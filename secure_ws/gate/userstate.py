@@ -58,7 +58,13 @@ def _generation_key(user_id: str) -> str:
     return key("usergen", user_id)
 
 
-def _load_user(lookup_field: str, user_id: str) -> Any:
+def load_user(lookup_field: str, user_id: str) -> Any:
+    """Return the user whose ``lookup_field`` is ``user_id`` from the database, or ``None``.
+
+    Raises:
+        Refused: ``credentials_invalid`` when ``user_id`` is not a valid value for the field.
+        DatabaseError: the database could not be read.
+    """
     user_model = get_user_model()
     try:
         return user_model._default_manager.get(**{lookup_field: user_id})
@@ -68,7 +74,7 @@ def _load_user(lookup_field: str, user_id: str) -> Any:
         raise Refused(Reason.CREDENTIALS_INVALID, "malformed user id claim") from exc
 
 
-_load_user_async = database_sync_to_async(_load_user)
+_load_user_async = database_sync_to_async(load_user)
 
 
 async def _read_generation(user_id: str) -> int:

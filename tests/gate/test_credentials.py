@@ -68,6 +68,8 @@ def claims(user: Any, **extra: Any) -> dict[str, Any]:
         "iat": now,
         "jti": "j" * 32,
         "user_id": str(user.pk),
+        # The demo (and these settings) run with CHECK_REVOKE_TOKEN: the password claim.
+        "hash_password": get_md5_hash_password(user.password),
         **extra,
     }
 
@@ -404,3 +406,37 @@ async def test_sliding_tokens_follow_auth_token_classes_and_the_blacklist(
     dead = await database_sync_to_async(_sliding_token)(demo_users["alice"], True)
     comm = communicator(gate(), subprotocols=bearer(dead))
     await assert_refused(comm, caplog, Reason.CREDENTIALS_INVALID, dead)
+
+
+# -- the raw Sec-WebSocket-Protocol header loses the token too (issue 11, item 5) ---------
+
+
+@pytest.mark.parametrize("offered_app", [True, False])
+async def test_bearer_entry_is_gone_from_the_raw_headers_downstream(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any, offered_app: bool
+) -> None:
+    from secure_ws.gate.handshake import get_headers
+
+    token = token_for(demo_users["alice"])
+    offered = [APP_SUBPROTOCOL, f"bearer.{token}"] if offered_app else [f"bearer.{token}"]
+    raw_headers = build_headers(sec_websocket_protocol=", ".join(offered))
+    servers_list = list(raw_headers)
+    seen: dict[str, Any] = {}
+
+    async def recorder(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen["headers"] = list(scope["headers"])
+        seen["parsed"] = get_headers(scope).get("sec-websocket-protocol")
+        await info_consumer(scope, receive, send)
+
+    app = OriginMiddleware(CredentialsMiddleware(recorder))
+    comm = communicator(app, headers=raw_headers, subprotocols=offered)
+    assert (await accepted(comm))["username"] == "alice"
+    assert token not in repr(seen["headers"])
+    assert b"bearer." not in b"".join(value for _, value in seen["headers"])
+    if offered_app:
+        assert (b"sec-websocket-protocol", APP_SUBPROTOCOL.encode()) in seen["headers"]
+        assert seen["parsed"] == APP_SUBPROTOCOL
+    else:
+        assert b"sec-websocket-protocol" not in [name for name, _ in seen["headers"]]
+        assert seen["parsed"] is None
+    assert raw_headers == servers_list  # the server's own list was copied, not mutated
