@@ -5,6 +5,9 @@ ASGI servers hand headers over as raw bytes; daphne joins repeated headers with 
 value as strict UTF-8 once, so a non-UTF-8 byte is a clean refusal instead of an exception
 deep inside a later step, and it counts repeats so duplicate ``Origin`` or
 ``Authorization`` headers can be refused whichever server joined them.
+
+:func:`lenient_header` is the exception, for the client-address step that runs before the
+throttle and must not refuse: it reads one header without judging the others.
 """
 
 from __future__ import annotations
@@ -61,3 +64,17 @@ def get_headers(scope: dict[str, Any]) -> HandshakeHeaders:
         headers = HandshakeHeaders(scope.get("headers", ()))
         scope[HEADERS_SCOPE_KEY] = headers
     return headers
+
+
+def lenient_header(scope: dict[str, Any], name: bytes) -> str | None:
+    """Return one header's value (repeats joined with ``", "``) without refusing anything.
+
+    Bytes that are not ASCII are decoded as Latin-1, so this never raises; use it only for
+    values that are parsed strictly afterwards (forwarded addresses) or stored escaped
+    (user agent, host). ``name`` is lower-case.
+    """
+    values = []
+    for raw_name, raw_value in scope.get("headers", ()):
+        if bytes(raw_name).lower() == name:
+            values.append(bytes(raw_value).decode("latin-1"))
+    return ", ".join(values) if values else None
