@@ -69,12 +69,12 @@ def get_headers(scope: dict[str, Any]) -> HandshakeHeaders:
 def lenient_header(scope: dict[str, Any], name: bytes) -> str | None:
     """Return one header's value (repeats joined with ``", "``) without refusing anything.
 
-    Bytes that are not ASCII are decoded as Latin-1, so this never raises; use it only for
+    Bytes that are not UTF-8 become ``\\xNN`` text, so this never raises; use it only for
     values that are parsed strictly afterwards (forwarded addresses) or stored escaped
     (user agent, host). ``name`` is lower-case.
     """
     values = []
     for raw_name, raw_value in scope.get("headers", ()):
         if bytes(raw_name).lower() == name:
-            values.append(bytes(raw_value).decode("latin-1"))
+            values.append(bytes(raw_value).decode("utf-8", "backslashreplace"))
     return ", ".join(values) if values else None
