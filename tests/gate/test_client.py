@@ -122,9 +122,7 @@ async def test_host_not_in_allowed_hosts_is_refused(
 
 
 async def test_allowed_host_with_port_is_accepted(communicator: Any) -> None:
-    comm = communicator(
-        client_and_transport(), headers=build_headers(host=f"{HOST}:8443")
-    )
+    comm = communicator(client_and_transport(), headers=build_headers(host=f"{HOST}:8443"))
     assert (await comm.connect())[0]
     await comm.disconnect()
 
