@@ -23,12 +23,15 @@ from secure_ws.conf import get_settings, register_cache_clearer
 from secure_ws.connection import MAX_USER_AGENT_CHARS, get_connection_info
 from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
-from secure_ws.gate.handshake import lenient_header
+from secure_ws.gate.handshake import lenient_headers
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: ASGI ``scheme`` and ``X-Forwarded-Proto`` values, as WebSocket schemes.
 TLS_SCHEMES = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}
+
+#: The headers this step reads, in one pass over the raw list.
+_READ = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"user-agent", b"host"})
 
 
 @lru_cache(maxsize=8)
@@ -112,12 +115,13 @@ class ClientAddressMiddleware(GateStep):
         trusted = _networks(
             get_settings().TRUSTED_PROXIES if self.trusted_proxies is None else self.trusted_proxies
         )
+        headers = lenient_headers(scope, _READ)
         info.client_ip, info.scheme, info.via_trusted_proxy = resolve_client(
             peer,
-            lenient_header(scope, b"x-forwarded-for"),
-            lenient_header(scope, b"x-forwarded-proto"),
+            headers.get(b"x-forwarded-for"),
+            headers.get(b"x-forwarded-proto"),
             TLS_SCHEMES.get(str(scope.get("scheme", "ws")), "ws"),
             trusted,
         )
-        info.user_agent = (lenient_header(scope, b"user-agent") or "")[:MAX_USER_AGENT_CHARS]
-        info.host = (lenient_header(scope, b"host") or "")[:255]
+        info.user_agent = headers.get(b"user-agent", "")[:MAX_USER_AGENT_CHARS]
+        info.host = headers.get(b"host", "")[:255]

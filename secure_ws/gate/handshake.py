@@ -6,8 +6,8 @@ value as strict UTF-8 once, so a non-UTF-8 byte is a clean refusal instead of an
 deep inside a later step, and it counts repeats so duplicate ``Origin`` or
 ``Authorization`` headers can be refused whichever server joined them.
 
-:func:`lenient_header` is the exception, for the client-address step that runs before the
-throttle and must not refuse: it reads one header without judging the others.
+:func:`lenient_headers` is the exception, for the client-address step that runs before the
+throttle and must not refuse: it reads a few headers without judging the others.
 """
 
 from __future__ import annotations
@@ -66,15 +66,16 @@ def get_headers(scope: dict[str, Any]) -> HandshakeHeaders:
     return headers
 
 
-def lenient_header(scope: dict[str, Any], name: bytes) -> str | None:
-    """Return one header's value (repeats joined with ``", "``) without refusing anything.
+def lenient_headers(scope: dict[str, Any], names: frozenset[bytes]) -> dict[bytes, str]:
+    """Return the values of the headers in ``names`` (repeats joined with ``", "``).
 
-    Bytes that are not UTF-8 become ``\\xNN`` text, so this never raises; use it only for
-    values that are parsed strictly afterwards (forwarded addresses) or stored escaped
-    (user agent, host). ``name`` is lower-case.
+    Never refuses: bytes that are not UTF-8 become ``\\xNN`` text. Use it only for values
+    that are parsed strictly afterwards (forwarded addresses) or stored escaped (user
+    agent, host). ``names`` are lower-case; absent headers are absent from the result.
     """
-    values = []
+    found: dict[bytes, list[str]] = {}
     for raw_name, raw_value in scope.get("headers", ()):
-        if bytes(raw_name).lower() == name:
-            values.append(bytes(raw_value).decode("utf-8", "backslashreplace"))
-    return ", ".join(values) if values else None
+        name = bytes(raw_name).lower()
+        if name in names:
+            found.setdefault(name, []).append(bytes(raw_value).decode("utf-8", "backslashreplace"))
+    return {name: ", ".join(values) for name, values in found.items()}

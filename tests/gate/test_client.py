@@ -228,3 +228,14 @@ async def test_trusted_proxies_come_from_settings_by_default(
         app, headers=build_headers(x_forwarded_for="1.2.3.4"), client=("10.0.0.9", 1)
     )
     assert (await _report(comm))["client_ip"] == "1.2.3.4"
+
+
+async def test_the_client_address_step_alone_refuses_nothing_a_client_controls(
+    communicator: Any,
+) -> None:
+    # It runs before the throttle, which must see every attempt: malformed handshakes are
+    # refused after it, by the transport step.
+    headers = build_headers(user_agent=b"\xff\x1b[2J", host="evil.example")
+    headers += [(b"origin", b"https://a.example"), (b"sec-websocket-version", b"8")]
+    app = ClientAddressMiddleware(info_consumer)
+    assert (await _report(communicator(app, headers=headers, root_path="/x")))["client_ip"]
