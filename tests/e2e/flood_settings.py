@@ -9,7 +9,7 @@ SECURE_WS = {
     "HANDSHAKE_BURST": 5,
     "REFUSAL_MODE": "close",  # the client sees the reason code
     "REFUSAL_LOG_LINES": 3,
-    "REFUSAL_LOG_INTERVAL": 2.0,
+    "REFUSAL_LOG_INTERVAL": 10.0,
     "AUDIT_AGGREGATE_THRESHOLD": 5,
     "AUDIT_FLUSH_INTERVAL": 0.2,
 }
