@@ -281,7 +281,7 @@ def check_ambient_credentials(
 
 @register(Tags.security, deploy=True)
 def check_weakened_gate(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Warning]:
-    """Report the explicit opt-outs of the gate (W021-W024)."""
+    """Report the explicit opt-outs of the gate (W021-W025)."""
     if not _settings_valid():
         return []
     ws = get_settings()
@@ -317,6 +317,17 @@ def check_weakened_gate(app_configs: Sequence[AppConfig] | None, **kwargs: Any) 
                 "SECURE_WS['REQUIRE_AUTHENTICATION'] is off: anonymous clients can connect.",
                 hint="Turn it on unless the endpoint is meant to be public.",
                 id="secure_ws.W024",
+            )
+        )
+    if ws.TRUST_PROXY_ROOT_PATH:
+        messages.append(
+            Warning(
+                "SECURE_WS['TRUST_PROXY_ROOT_PATH'] is on: a root path (Daphne-Root-Path) "
+                "from a trusted proxy is believed, so a proxy that passes the client's "
+                "header on lets clients change routing.",
+                hint="Set SECURE_WS['ROOT_PATH'] (or FORCE_SCRIPT_NAME) to the one root path "
+                "and remove TRUST_PROXY_ROOT_PATH.",
+                id="secure_ws.W025",
             )
         )
     return messages

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXIES": [],
     "REQUIRE_TLS": None,  # None: required unless DEBUG.
     "VALIDATE_HOST": True,
+    "ROOT_PATH": None,  # None: FORCE_SCRIPT_NAME, or "" when unset.
+    "TRUST_PROXY_ROOT_PATH": False,  # believe a Daphne-Root-Path a trusted proxy sends
     # Gate: origin.
     "ALLOWED_ORIGINS": None,  # None: derived from CSRF_TRUSTED_ORIGINS and ALLOWED_HOSTS.
     "CHECK_ORIGIN": True,
@@ -49,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "CONNECTION_SLOT_TTL": 60,  # seconds a crashed process's slot survives
     # Gate: how a refusal looks to the client.
     "REFUSAL_MODE": "reject",  # "reject": HTTP 403; "close": accept then close with a code
+    "REFUSAL_LOG_LINES": 20,  # refusal log lines per reason per interval; the rest are counted
+    "REFUSAL_LOG_INTERVAL": 10.0,  # seconds
     # Shared state.
     "REDIS_URL": None,  # None: in-process state (one process only)
     "KEY_PREFIX": "secure_ws",
@@ -110,6 +114,8 @@ class SecureWSSettings:
     TRUSTED_PROXIES: tuple[str, ...]
     REQUIRE_TLS: bool | None
     VALIDATE_HOST: bool
+    ROOT_PATH: str | None
+    TRUST_PROXY_ROOT_PATH: bool
     ALLOWED_ORIGINS: tuple[str, ...] | None
     CHECK_ORIGIN: bool
     HANDSHAKE_RATE: int
@@ -126,6 +132,8 @@ class SecureWSSettings:
     MAX_CONNECTIONS_PER_IP: int
     CONNECTION_SLOT_TTL: int
     REFUSAL_MODE: Literal["reject", "close"]
+    REFUSAL_LOG_LINES: int
+    REFUSAL_LOG_INTERVAL: float
     REDIS_URL: str | None
     KEY_PREFIX: str
     MAX_MESSAGE_BYTES: int
@@ -194,6 +202,10 @@ def _is_bool(value: object) -> bool:
     return isinstance(value, bool)
 
 
+def _is_root_path(value: str) -> bool:
+    return value.startswith("/") and not value.endswith("/") and value.isprintable()
+
+
 def _is_cidr_list(value: object) -> bool:
     if not _is_str_list(value):
         return False
@@ -209,6 +221,11 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "TRUSTED_PROXIES": (_is_cidr_list, "a list of IP networks in CIDR form"),
     "REQUIRE_TLS": (_optional(_is_bool), "True, False or None"),
     "VALIDATE_HOST": (_is_bool, "a bool"),
+    "ROOT_PATH": (
+        _optional(lambda v: isinstance(v, str) and (v == "" or _is_root_path(v))),
+        'None, "" or a path like "/app" (leading slash, no trailing slash)',
+    ),
+    "TRUST_PROXY_ROOT_PATH": (_is_bool, "a bool"),
     "ALLOWED_ORIGINS": (_optional(_is_str_list), "a list of origins or None"),
     "CHECK_ORIGIN": (_is_bool, "a bool"),
     "HANDSHAKE_RATE": (_positive_int, "a positive int (handshakes per minute)"),
@@ -225,6 +242,8 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "MAX_CONNECTIONS_PER_IP": (_positive_int, "a positive int"),
     "CONNECTION_SLOT_TTL": (_positive_int, "a positive int (seconds)"),
     "REFUSAL_MODE": (lambda v: v in _REFUSAL_MODES, "'reject' or 'close'"),
+    "REFUSAL_LOG_LINES": (_positive_int, "a positive int (log lines per reason per interval)"),
+    "REFUSAL_LOG_INTERVAL": (_positive_number, "a positive number of seconds"),
     "REDIS_URL": (
         _optional(
             lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://"))

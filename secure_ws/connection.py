@@ -2,7 +2,8 @@
 
 The gate fills a :class:`ConnectionInfo` step by step; the consumer reads it and counts
 traffic into it; the audit sink records it. It never holds a token, a ticket or a query
-string: only what is safe to log.
+string: only what is safe to log. Every text field a client can influence is escaped
+(:func:`~secure_ws.logsafe.escape_for_log`) as it is set, so no sink can write a forged line.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secure_ws.codes import AuthMethod, Reason
+from secure_ws.logsafe import escape_for_log
 
 #: The scope key under which the gate stores the :class:`ConnectionInfo`.
 SCOPE_KEY = "secure_ws"
 
 #: User agents are truncated to this many characters before they are stored.
 MAX_USER_AGENT_CHARS = 256
+
+#: Fields whose text comes from the client (or a token it chose): escaped on assignment.
+_CLIENT_TEXT_FIELDS = frozenset(
+    {"client_ip", "path", "host", "origin", "user_agent", "username", "token_jti", "session_id"}
+)
 
 
 @dataclass
@@ -28,6 +35,8 @@ class ConnectionInfo:
     connection_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client_ip: str = ""
     scheme: str = "ws"
+    #: The socket peer is one of ``TRUSTED_PROXIES`` (its forwarding headers were believed).
+    via_trusted_proxy: bool = False
     path: str = ""
     host: str = ""
     origin: str | None = None
@@ -49,6 +58,13 @@ class ConnectionInfo:
     bytes_in: int = 0
     bytes_out: int = 0
     violations: int = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Escaping here, not at each log call, covers every writer: the gate, consumers,
+        # the audit sink and anything a project adds later.
+        if name in _CLIENT_TEXT_FIELDS and isinstance(value, str):
+            value = escape_for_log(value)
+        object.__setattr__(self, name, value)
 
 
 def get_connection_info(scope: dict[str, Any]) -> ConnectionInfo:

@@ -118,6 +118,14 @@ def _audit_writer_settles_before_db_teardown(request: pytest.FixtureRequest) -> 
         get_writer().stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_refusal_log_windows() -> None:
+    """Each test starts with the refusal log limiter empty (it bounds lines per interval)."""
+    from secure_ws.gate.refusal import refusal_log_limiter
+
+    refusal_log_limiter.clear()
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """A synchronous client on the test Redis."""

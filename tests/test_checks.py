@@ -205,6 +205,16 @@ def test_tls_off_is_quiet_in_debug() -> None:
         assert ids(checks.check_weakened_gate) == []
 
 
+def test_trusting_a_proxy_root_path_is_a_deploy_warning() -> None:
+    with override_settings(SECURE_WS={"TRUST_PROXY_ROOT_PATH": True}):
+        assert ids(checks.check_weakened_gate) == ["secure_ws.W025"]
+
+
+def test_a_configured_root_path_alone_is_quiet() -> None:
+    with override_settings(SECURE_WS={"ROOT_PATH": "/app", "TRUST_PROXY_ROOT_PATH": False}):
+        assert ids(checks.check_weakened_gate) == []
+
+
 # E030 / W031 --------------------------------------------------------------------------
 
 

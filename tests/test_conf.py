@@ -31,6 +31,7 @@ def test_unknown_key_with_trailing_space_gets_a_did_you_mean() -> None:
         ("TRUSTED_PROXIES", ["not-a-network"]),
         ("REDIS_URL", "http://127.0.0.1"),
         ("SUBSCRIPTION_RECHECK_INTERVAL", -1),
+        ("ROOT_PATH", "app/"),
     ],
 )
 def test_wrong_values_are_reported(key: str, value: object) -> None:
@@ -56,6 +57,7 @@ CANDIDATE_VALUES: list[object] = [
     ["10.0.0.0/8"],
     ["https://a.example"],
     "other_prefix",
+    "/app",
 ]
 
 

@@ -59,6 +59,7 @@ from secure_ws.audit.storage import (
 from secure_ws.codes import Outcome, Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import MAX_USER_AGENT_CHARS, ConnectionInfo
+from secure_ws.logsafe import escape_for_log
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +169,9 @@ class AuditWriter:
                     "event",
                     time.time(),
                     {"connection_id": info.connection_id[:64]},
-                    event_kind=kind[:32],
-                    detail=detail[:255],
+                    # The detail may quote client input (a message type, a name).
+                    event_kind=escape_for_log(kind)[:32],
+                    detail=escape_for_log(detail)[:255],
                 )
             )
 

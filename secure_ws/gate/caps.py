@@ -1,4 +1,4 @@
-"""Gate step 5: how many connections one user and one client IP may hold at once.
+"""Gate step 6: how many connections one user and one client IP may hold at once.
 
 Every open WebSocket pins a socket, a task and memory on a server process; without a cap
 one account or one address can hold thousands (OWASP WebSocket cheat sheet, "limit the

@@ -1,4 +1,4 @@
-"""Gate step 4: who is connecting, proved with simplejwt's own validation.
+"""Gate step 5: who is connecting, proved with simplejwt's own validation.
 
 Sources, in the order they are looked for:
 

@@ -5,6 +5,9 @@ ASGI servers hand headers over as raw bytes; daphne joins repeated headers with 
 value as strict UTF-8 once, so a non-UTF-8 byte is a clean refusal instead of an exception
 deep inside a later step, and it counts repeats so duplicate ``Origin`` or
 ``Authorization`` headers can be refused whichever server joined them.
+
+:func:`lenient_headers` is the exception, for the client-address step that runs before the
+throttle and must not refuse: it reads a few headers without judging the others.
 """
 
 from __future__ import annotations
@@ -61,3 +64,18 @@ def get_headers(scope: dict[str, Any]) -> HandshakeHeaders:
         headers = HandshakeHeaders(scope.get("headers", ()))
         scope[HEADERS_SCOPE_KEY] = headers
     return headers
+
+
+def lenient_headers(scope: dict[str, Any], names: frozenset[bytes]) -> dict[bytes, str]:
+    """Return the values of the headers in ``names`` (repeats joined with ``", "``).
+
+    Never refuses: bytes that are not UTF-8 become ``\\xNN`` text. Use it only for values
+    that are parsed strictly afterwards (forwarded addresses) or stored escaped (user
+    agent, host). ``names`` are lower-case; absent headers are absent from the result.
+    """
+    found: dict[bytes, list[str]] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = bytes(raw_name).lower()
+        if name in names:
+            found.setdefault(name, []).append(bytes(raw_value).decode("utf-8", "backslashreplace"))
+    return {name: ", ".join(values) for name, values in found.items()}

@@ -1,4 +1,4 @@
-"""Gate step 2: the Origin check that stops cross-site WebSocket hijacking (CSWSH).
+"""Gate step 4: the Origin check that stops cross-site WebSocket hijacking (CSWSH).
 
 Browsers attach cookies to WebSocket handshakes from any site, and the same-origin policy
 does not apply to WebSockets: the ``Origin`` header is the only thing that tells a
@@ -32,8 +32,8 @@ from secure_ws.conf import get_settings, register_cache_clearer
 from secure_ws.connection import get_connection_info
 from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
-from secure_ws.gate.client import host_is_allowed
 from secure_ws.gate.handshake import get_headers
+from secure_ws.gate.transport import host_is_allowed
 
 #: Scope flag the credentials step reads: the handshake carried no Origin header.
 ORIGIN_MISSING_KEY = "secure_ws.origin_missing"

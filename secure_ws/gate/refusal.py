@@ -4,10 +4,17 @@ It logs once with the connection id, records the attempt in the audit sink, send
 ``connection_refused`` signal, and then answers the client: HTTP 403 before the WebSocket
 opens (``REFUSAL_MODE = "reject"``), or accept, an ``error`` frame and a close code
 (``"close"``) for clients that need the reason. Never deny silently (channels#2062).
+
+Every refusal is audited, exactly; the log line is not always written: under a flood only
+a bounded number per reason and interval are, plus one summary line with the count of the
+rest (:mod:`secure_ws.gate.refusal_log`), so a refused flood cannot fill the disk or bury
+other lines. The detail is escaped (:func:`~secure_ws.logsafe.escape_for_log`): it may
+quote client input.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -16,8 +23,10 @@ from secure_ws import signals
 from secure_ws.audit.sink import get_audit_sink
 from secure_ws.codes import APP_SUBPROTOCOL, private_close_code
 from secure_ws.conf import get_settings
-from secure_ws.connection import get_connection_info
+from secure_ws.connection import ConnectionInfo, get_connection_info
 from secure_ws.exceptions import Refused
+from secure_ws.gate.refusal_log import RefusalLogLimiter, Suppressed
+from secure_ws.logsafe import escape_for_log
 
 logger = logging.getLogger("secure_ws.gate")
 
@@ -25,17 +34,58 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
-def record_refusal(scope: Scope, refusal: Refused) -> None:
-    """Log, audit and signal a refusal without answering the client."""
-    info = get_connection_info(scope)
+#: The process's refusal log limiter.
+refusal_log_limiter = RefusalLogLimiter()
+
+
+def _log_suppressed(summaries: list[Suppressed]) -> None:
+    for summary in summaries:
+        logger.warning(
+            "... and %d more connection refusals with reason=%s in the last %g s "
+            "(not logged one by one; each is audited)",
+            summary.count,
+            summary.reason,
+            summary.seconds,
+        )
+
+
+def _log_ended_windows() -> None:
+    """Timer callback: report what was suppressed once the flood has stopped."""
+    _log_suppressed(refusal_log_limiter.take_ended(get_settings().REFUSAL_LOG_INTERVAL))
+
+
+def log_refusal(info: ConnectionInfo, refusal: Refused) -> None:
+    """Write the refusal's log line, unless its reason is flooding (then count it)."""
+    settings = get_settings()
+    reason = refusal.reason.value
+    admission = refusal_log_limiter.admit(
+        reason, settings.REFUSAL_LOG_LINES, settings.REFUSAL_LOG_INTERVAL
+    )
+    _log_suppressed(admission.ended)
+    if admission.summary_due_in is not None:
+        # Report the window's count when it ends, even if the flood stops before then.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop: the next refusal logs the summary
+        else:
+            loop.call_later(admission.summary_due_in + 0.01, _log_ended_windows)
+    if not admission.log:
+        return
     logger.warning(
         "connection refused: reason=%s connection_id=%s client_ip=%s path=%s detail=%s",
-        refusal.reason.value,
+        reason,
         info.connection_id,
         info.client_ip,
         info.path,
-        refusal.detail,
+        escape_for_log(refusal.detail),
     )
+
+
+def record_refusal(scope: Scope, refusal: Refused) -> None:
+    """Log (bounded under a flood), audit (always) and signal a refusal without answering."""
+    info = get_connection_info(scope)
+    log_refusal(info, refusal)
     try:
         get_audit_sink().connection_refused(info, refusal.reason)
     except Exception:

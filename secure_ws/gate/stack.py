@@ -3,12 +3,17 @@
 ::
 
     HandshakeGuardMiddleware        unknown paths and unexpected errors: refusal, not a 500
-     └ ClientAddressMiddleware      1. real client IP, TLS, Host, version, root path, headers
-        └ OriginMiddleware          2. Origin allow-list (CSWSH)
-           └ HandshakeThrottleMiddleware   3. per-IP handshake token bucket
-              └ CredentialsMiddleware      4. JWT / ticket / (opt-in) session
-                 └ ConnectionCapMiddleware 5. per-user and per-IP slots, held while open
-                    └ inner (usually URLRouter)
+     └ ClientAddressMiddleware      1. real client IP and scheme (trusted proxies only)
+        └ HandshakeThrottleMiddleware   2. per-IP handshake token bucket, on every attempt
+           └ TransportMiddleware        3. TLS, Host, version, root path, header hygiene
+              └ OriginMiddleware            4. Origin allow-list (CSWSH)
+                 └ CredentialsMiddleware     5. JWT / ticket / (opt-in) session
+                    └ ConnectionCapMiddleware 6. per-user and per-IP slots, held while open
+                       └ inner (usually URLRouter)
+
+The throttle comes before every check a client can fail, so a flood of handshakes that
+would be refused anyway (bad Origin, bad Host, bad token) empties its bucket too and is
+then refused without any origin, Host or credential work.
 
 :class:`UnknownRouteMiddleware` is the unknown-path part alone, for stacks built by hand.
 """
@@ -30,6 +35,7 @@ from secure_ws.gate.credentials import CredentialsMiddleware
 from secure_ws.gate.origin import OriginMiddleware
 from secure_ws.gate.refusal import refuse
 from secure_ws.gate.throttle import HandshakeThrottleMiddleware
+from secure_ws.gate.transport import TransportMiddleware
 
 logger = logging.getLogger("secure_ws.gate")
 
@@ -122,8 +128,10 @@ def secure_websocket(inner: ASGIApp) -> ASGIApp:
     """
     return HandshakeGuardMiddleware(
         ClientAddressMiddleware(
-            OriginMiddleware(
-                HandshakeThrottleMiddleware(CredentialsMiddleware(ConnectionCapMiddleware(inner)))
+            HandshakeThrottleMiddleware(
+                TransportMiddleware(
+                    OriginMiddleware(CredentialsMiddleware(ConnectionCapMiddleware(inner)))
+                )
             )
         )
     )

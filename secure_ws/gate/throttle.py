@@ -1,4 +1,4 @@
-"""Gate step 3: a per-client-IP token bucket on handshakes.
+"""Gate step 2: a per-client-IP token bucket on handshakes.
 
 A handshake costs the server a TLS session, a token check and often a database row; a
 client that opens them in a loop can exhaust a process without ever sending a message
@@ -6,6 +6,11 @@ client that opens them in a loop can exhaust a process without ever sending a me
 host usually owns the whole prefix) gets a bucket of ``HANDSHAKE_BURST`` tokens refilled at
 ``HANDSHAKE_RATE`` per minute. With Redis the bucket lives there and is updated by one Lua
 script in one round trip, so all processes share it; without Redis it is in-process.
+
+It runs right after the client address is known and before any other check: every attempt
+takes a token, whether a later step would refuse it for its Origin, Host, transport or
+credentials or not, so a flood of refused handshakes is throttled like an accepted one and
+costs no origin, Host or credential work once the bucket is empty.
 """
 
 from __future__ import annotations

@@ -70,11 +70,11 @@ async def refused_status(server: Any, path: str = PATH, **kwargs: Any) -> int:
     raise AssertionError("the handshake was accepted")
 
 
-def raw_handshake(port: int, lines: list[bytes]) -> bytes:
+def raw_handshake(port: int, lines: list[bytes], path: str = PATH) -> bytes:
     """Send a hand-written handshake; return the server's status line."""
     key = base64.b64encode(os.urandom(16))
     request = [
-        f"GET {PATH} HTTP/1.1".encode(),
+        f"GET {path} HTTP/1.1".encode(),
         f"Host: 127.0.0.1:{port}".encode(),
         b"Upgrade: websocket",
         b"Connection: Upgrade",

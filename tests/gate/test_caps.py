@@ -1,4 +1,4 @@
-"""Gate step 5: connection caps per user and per IP, across processes through Redis."""
+"""Gate step 6: connection caps per user and per IP, across processes through Redis."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gate step 4: credentials, checked by simplejwt's own validation."""
+"""Gate step 5: credentials, checked by simplejwt's own validation."""
 
 from __future__ import annotations
 

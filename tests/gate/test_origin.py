@@ -1,4 +1,4 @@
-"""Gate step 2: the Origin allow-list (CSWSH)."""
+"""Gate step 4: the Origin allow-list (CSWSH)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from django.urls import path
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
 from secure_ws.gate.stack import secure_websocket
 from tests.e2e.gate_asgi import info_consumer, websocket_app
-from tests.gate.conftest import set_gate
+from tests.gate.conftest import build_headers, set_gate
 
 pytestmark = pytest.mark.usefixtures("demo_users")
 
@@ -142,3 +142,39 @@ async def test_refused_raised_by_the_application_is_one_clean_refusal(
     await comm.wait()
     assert f"reason={Reason.NOT_AUTHENTICATED.value}" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_a_bad_origin_flood_is_throttled_once_the_bucket_is_empty(
+    communicator: Any, settings: Any, caplog: Any
+) -> None:
+    # The throttle counts every attempt before the Origin check: refused floods are
+    # throttled too, and cost no origin, Host or credential work once the bucket is empty.
+    set_gate(settings, HANDSHAKE_RATE=1, HANDSHAKE_BURST=3, REFUSAL_MODE="close")
+    codes = []
+    for _ in range(6):
+        comm = communicator(
+            websocket_app,
+            headers=build_headers(origin="https://evil.example"),
+            client=("198.51.100.77", 1),
+        )
+        assert (await comm.connect())[0]
+        codes.append(json.loads(await comm.receive_from())["payload"]["code"])
+        await comm.receive_output()
+    assert codes == [Reason.ORIGIN_REFUSED.value] * 3 + [Reason.HANDSHAKE_RATE_LIMITED.value] * 3
+
+
+async def test_a_malformed_handshake_flood_is_throttled_too(
+    communicator: Any, settings: Any
+) -> None:
+    set_gate(settings, HANDSHAKE_RATE=1, HANDSHAKE_BURST=2, REFUSAL_MODE="close")
+    codes = []
+    for host in ("evil.example", "evil.example", "evil.example"):
+        comm = communicator(
+            websocket_app,
+            headers=build_headers(host=host, user_agent=b"\xff"),
+            client=("198.51.100.78", 1),
+        )
+        assert (await comm.connect())[0]
+        codes.append(json.loads(await comm.receive_from())["payload"]["code"])
+        await comm.receive_output()
+    assert codes == [Reason.BAD_HANDSHAKE.value] * 2 + [Reason.HANDSHAKE_RATE_LIMITED.value]

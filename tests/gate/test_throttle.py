@@ -1,4 +1,4 @@
-"""Gate step 3: the per-IP handshake token bucket, in Redis and in-process."""
+"""Gate step 2: the per-IP handshake token bucket, in Redis and in-process."""
 
 from __future__ import annotations
 

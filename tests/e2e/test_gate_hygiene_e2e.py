@@ -1,0 +1,189 @@
+"""Floods, forged log lines and root paths against real daphne, real Redis and PostgreSQL.
+
+* A flood of handshakes that would be refused anyway (a foreign Origin) empties the
+  client's handshake bucket like any other: the throttle runs before every check a client
+  can fail. The log stays bounded while the audit counts every attempt.
+* Control characters in the percent-decoded path and in header values never forge a log
+  line and reach the audit table escaped.
+* A ``Daphne-Root-Path`` changes routing; it is refused even from a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db.models import Sum
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from secure_ws.audit.models import ConnectionRecord
+from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
+from tests.e2e.test_gate_e2e import APP, raw_handshake
+
+pytestmark = [pytest.mark.e2e]
+
+FLOOD = 40
+BURST = 5  # tests/e2e/flood_settings.py
+LOG_LINES = 3  # tests/e2e/flood_settings.py
+INTERVAL = 10.0  # tests/e2e/flood_settings.py
+DEADLINE = 20
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float = DEADLINE) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def own_prefix() -> dict[str, str]:
+    """A fresh Redis key prefix (under the run's), so the test starts with a full bucket."""
+    prefix = f"{settings.SECURE_WS['KEY_PREFIX']}-hygiene-{uuid.uuid4().hex[:8]}"
+    return {"SECURE_WS_KEY_PREFIX": prefix}
+
+
+async def refused_with(server: Any, origin: str) -> tuple[str, int | None]:
+    """Open a handshake that close mode answers with an ``error`` frame; return its code."""
+    async with connect(
+        server.ws_url + "/ws/info/",
+        origin=origin,  # type: ignore[arg-type]
+        subprotocols=[APP_SUBPROTOCOL],  # type: ignore[list-item]
+        proxy=None,
+        open_timeout=DEADLINE,
+    ) as conn:
+        frame = json.loads(await asyncio.wait_for(conn.recv(), DEADLINE))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(conn.recv(), DEADLINE)
+    return str(frame["payload"]["code"]), conn.close_code
+
+
+def test_a_bad_origin_flood_is_throttled_logged_in_bounds_and_audited_exactly(
+    daphne_server: Callable[..., Any],
+) -> None:
+    server = daphne_server(
+        application=APP, settings_module="tests.e2e.flood_settings", env=own_prefix()
+    )
+
+    async def flood() -> list[tuple[str, int | None]]:
+        return [await refused_with(server, "https://evil.example") for _ in range(FLOOD)]
+
+    started = time.monotonic()
+    results = asyncio.run(flood())
+    elapsed = time.monotonic() - started
+    throttled = (Reason.HANDSHAKE_RATE_LIMITED.value, int(CloseCode.RATE_LIMITED))
+    assert results[:BURST] == [(Reason.ORIGIN_REFUSED.value, int(CloseCode.FORBIDDEN))] * BURST
+    assert results[BURST:] == [throttled] * (FLOOD - BURST)
+
+    # The log: per reason, at most LOG_LINES lines per 10 s window, then one line with the
+    # count of the rest, written when the window ends; lines plus counts are exact.
+    expected = {Reason.ORIGIN_REFUSED: BURST, Reason.HANDSHAKE_RATE_LIMITED: FLOOD - BURST}
+
+    def logged_and_counted(reason: Reason) -> tuple[int, int]:
+        log = server.log()
+        lines = log.count(f"connection refused: reason={reason.value} ")
+        counted = sum(
+            int(n)
+            for n in re.findall(
+                rf"\.\.\. and (\d+) more connection refusals with "
+                rf"reason={reason.value} in the last 10 s",
+                log,
+            )
+        )
+        return lines, counted
+
+    for reason, attempts in expected.items():
+        assert wait_until(lambda r=reason, n=attempts: sum(logged_and_counted(r)) == n, 30), (
+            reason,
+            logged_and_counted(reason),
+        )
+        lines, _counted = logged_and_counted(reason)
+        assert lines <= LOG_LINES * (int(elapsed // INTERVAL) + 1)
+    assert logged_and_counted(Reason.HANDSHAKE_RATE_LIMITED)[1] > 0
+    assert "Traceback" not in server.log()
+
+    # The audit: every attempt, exactly, however the rows are aggregated.
+    def counted(reason: Reason) -> int:
+        rows = ConnectionRecord.objects.filter(reason=reason.value)
+        return int(rows.aggregate(n=Sum("count"))["n"] or 0)
+
+    assert wait_until(
+        lambda: counted(Reason.HANDSHAKE_RATE_LIMITED) + counted(Reason.ORIGIN_REFUSED) >= FLOOD
+    )
+    server.stop()  # the writer flushes at exit; nothing may be counted twice
+    assert counted(Reason.ORIGIN_REFUSED) == BURST
+    assert counted(Reason.HANDSHAKE_RATE_LIMITED) == FLOOD - BURST
+    assert ConnectionRecord.objects.filter(aggregated=True).exists()
+
+
+def test_control_characters_forge_no_log_line_and_are_stored_escaped(
+    daphne_server: Callable[..., Any],
+) -> None:
+    server = daphne_server(application=APP, env=own_prefix())
+    origin = server.origin.encode()
+    forged_path = "/ws/info/%0aFORGED%20path%0d%1b[31m%e2%80%a8%e2%80%ae"
+    cases = [
+        # A foreign route part, a good Origin, no credentials: refused, path logged.
+        (forged_path, [b"Origin: " + origin, b"User-Agent: ua\x1b[2J\x07\x7fFORGED-UA"]),
+        # Control characters in the Origin and bidi controls in the user agent. (autobahn
+        # itself answers 400 to a header holding a character str.splitlines() splits on.)
+        (
+            "/ws/info/%0a%0aFORGED%20origin",
+            [b"Origin: http://evil\x1b\x07.example", "User-Agent: ua\u202e\u200f".encode()],
+        ),
+    ]
+    for path, lines in cases:
+        status = raw_handshake(server.port, lines, path=path)
+        assert status.split(b" ")[1] == b"403", (path, status)
+
+    assert wait_until(lambda: ConnectionRecord.objects.filter(outcome="refused").count() >= 2)
+    log = server.log()
+    assert log.count("connection refused:") == 2
+    for line in log.splitlines():
+        assert not line.startswith("FORGED"), line
+    for raw in ("\x1b", "\u2028", "\u202e"):
+        assert raw not in log
+    assert "path=/ws/info/\\x0aFORGED path\\x0d\\x1b[31m\\u2028\\u202e" in log
+
+    rows = {
+        row.path: row
+        for row in ConnectionRecord.objects.filter(outcome="refused").order_by("opened_at")
+    }
+    first = rows["/ws/info/\\x0aFORGED path\\x0d\\x1b[31m\\u2028\\u202e"]
+    assert first.reason == Reason.CREDENTIALS_MISSING.value
+    assert first.user_agent == "ua\\x1b[2J\\x07\\x7fFORGED-UA"
+    second = rows["/ws/info/\\x0a\\x0aFORGED origin"]
+    assert second.reason == Reason.ORIGIN_REFUSED.value
+    assert second.user_agent == "ua\\u202e\\u200f"
+    assert second.origin == "<invalid>"  # the raw header is never stored
+    stored = json.dumps(list(ConnectionRecord.objects.values()), default=str, ensure_ascii=False)
+    assert not any(ch in stored for ch in "\n\r\x1b\x07\x7f\u2028\u202e\u200f")
+
+
+def test_a_root_path_is_refused_even_from_a_trusted_proxy(
+    daphne_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
+) -> None:
+    # Loopback is a trusted proxy here: daphne turns its Daphne-Root-Path into root_path.
+    server = daphne_server(
+        application=APP, env={**own_prefix(), "SECURE_WS_TRUSTED_PROXIES": "127.0.0.0/8"}
+    )
+    token = token_for(demo_users["alice"]).encode()
+    lines = [
+        b"Origin: " + server.origin.encode(),
+        b"Sec-WebSocket-Protocol: " + APP_SUBPROTOCOL.encode() + b", bearer." + token,
+    ]
+    assert raw_handshake(server.port, lines).split(b" ")[1] == b"101"  # the control
+    forged = raw_handshake(server.port, [*lines, b"Daphne-Root-Path: /ws"])
+    assert forged.split(b" ")[1] == b"403", forged
+    log = server.log()
+    assert f"reason={Reason.BAD_HANDSHAKE.value}" in log
+    assert "root path differs from the configured one" in log
