@@ -23,8 +23,8 @@ def membership_access(user: Any, folder: str) -> str | None:
 
 
 def folder_files(folder: str) -> list[FolderFile]:
-    """Return the files stored in ``folder``, newest first."""
-    rows = StoredFile.objects.filter(folder__slug=folder).values_list(
+    """Return the files stored in ``folder``, newest first (ties by id: pages are stable)."""
+    rows = StoredFile.objects.filter(folder__slug=folder).order_by("-created_at", "id").values_list(
         "id", "name", "size", "content_type", "sha256"
     )
     return [
