@@ -66,6 +66,11 @@ _CLOSE_DETAILS: dict[Reason, str] = {
 #: transport is aborted (the client does not read, so they usually cannot).
 SLOW_CLOSE_GRACE = 1.0
 
+#: The socket's kernel send buffer is capped at ``max_pending_output`` divided by this
+#: (Linux doubles the value), so a stalled client holds at most about 1.5 times
+#: ``MAX_PENDING_OUTPUT`` of server memory, kernel included.
+SOCKET_BUFFER_DIVISOR = 4
+
 _unmeasured_warned = False
 
 
@@ -165,6 +170,11 @@ class AuditedConsumer(SplitDispatchConsumer):
         self.output = find_output_buffer(self.base_send)
         if self.output is None:
             _warn_unmeasured_once()
+        elif self.traffic is not None:
+            # The kernel's send buffer comes on top of the server's: keep it well below.
+            self.output.limit_socket_buffer(
+                self.traffic.limits.max_pending_output // SOCKET_BUFFER_DIVISOR
+            )
 
     @staticmethod
     def encode_frame(
@@ -202,15 +212,25 @@ class AuditedConsumer(SplitDispatchConsumer):
                 # The server's send may wait for the client to read: bound that wait.
                 try:
                     async with asyncio.timeout(traffic.limits.pending_output_timeout):
-                        await self.base_send({"type": "websocket.send", "text": text})
+                        sent = await self._send_text(text)
                 except TimeoutError:
                     await self.close_slow_consumer(output.pending())
                     return
-                traffic.sent(len(text))
+                if sent:
+                    traffic.sent(len(text))
                 return
-        await self.base_send({"type": "websocket.send", "text": text})
-        if traffic is not None:
+        if await self._send_text(text) and traffic is not None:
             traffic.sent(len(text))
+
+    async def _send_text(self, text: str) -> bool:
+        try:
+            await self.base_send({"type": "websocket.send", "text": text})
+        except OSError:
+            # The client is gone (uvicorn raises ClientDisconnected, an OSError); its
+            # websocket.disconnect is queued and ends the connection: nothing to report.
+            self._closing = True
+            return False
+        return True
 
     def output_backlogged(self) -> int:
         """Return the unread bytes if fan-out to this client should pause, else 0."""

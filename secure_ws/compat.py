@@ -12,9 +12,8 @@ connection's transport behind the ``send`` callable and reads its buffer:
   _tempDataLen`` (``twisted/internet/abstract.py``). When a middleware hides the partial,
   the connection is found in the server's ``connections`` dict by its application task,
   the same lookup of daphne servers that graceful shutdown uses (:func:`daphne_servers`).
-- **uvicorn** (and any asyncio server whose ``send`` is a bound method of its protocol):
-  ``protocol.transport.get_write_buffer_size()``, a public asyncio API, reached through
-  the bound method.
+- **uvicorn**: its ``send`` is a bound method of its protocol object, whose ``transport``
+  is an asyncio (or uvloop) transport: ``get_write_buffer_size()``, a public asyncio API.
 
 ``tests/test_compat.py`` fails loudly when daphne, Twisted or uvicorn change any of this.
 Nothing here runs a syscall: :meth:`OutputBuffer.pending` reads a few attributes, so the
@@ -26,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import sys
 from typing import Any
 
@@ -103,6 +103,26 @@ class OutputBuffer:
         """Drop the connection now, discarding what is buffered (idempotent)."""
         raise NotImplementedError
 
+    def socket(self) -> Any | None:
+        """The connection's socket object, or ``None`` when the transport hides it."""
+        raise NotImplementedError
+
+    def limit_socket_buffer(self, nbytes: int) -> None:
+        """Cap the kernel's send buffer of the socket at ``nbytes`` (Linux doubles it).
+
+        Linux grows a socket's send buffer up to ``net.ipv4.tcp_wmem`` (4 MiB by default)
+        for a peer that does not read: kernel memory the server holds on top of its own
+        buffer. One ``setsockopt`` when the connection opens; failures are ignored (the
+        transport's own buffer is still bounded).
+        """
+        sock = self.socket()
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+        except (OSError, AttributeError, ValueError):
+            logger.debug("could not cap the socket's send buffer", exc_info=True)
+
     def abort_later(self, delay: float) -> None:
         """Abort after ``delay`` seconds unless the connection is closed by then."""
         asyncio.get_running_loop().call_later(delay, self._abort_quietly)
@@ -136,6 +156,11 @@ class TwistedOutputBuffer(OutputBuffer):
         transport = self.transport
         return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
 
+    def socket(self) -> Any | None:
+        """``transport.getHandle()``: the TCP transport's socket."""
+        get_handle = getattr(self.transport, "getHandle", None)
+        return get_handle() if get_handle is not None else None
+
     def abort(self) -> None:
         """``dropConnection(abort=True)``: autobahn's own abort, which aborts the socket."""
         protocol = self.protocol
@@ -158,6 +183,10 @@ class AsyncioOutputBuffer(OutputBuffer):
     def pending(self) -> int:
         """``transport.get_write_buffer_size()`` (public asyncio API, no syscall)."""
         return self.transport.get_write_buffer_size()
+
+    def socket(self) -> Any | None:
+        """``transport.get_extra_info("socket")`` (public asyncio API)."""
+        return self.transport.get_extra_info("socket")
 
     def abort(self) -> None:
         """``transport.abort()``: close now, dropping the buffer (a no-op once closed)."""
@@ -184,11 +213,12 @@ def _send_chain(send: Any) -> list[Any]:
 
 
 def _asyncio_transport(owner: object) -> asyncio.WriteTransport | None:
+    if not type(owner).__module__.startswith("uvicorn."):
+        return None
     transport = getattr(owner, "transport", None)
-    if isinstance(transport, asyncio.WriteTransport) and type(owner).__module__.startswith(
-        "uvicorn."
-    ):
-        return transport
+    # Duck-typed: uvloop's transports implement the API without subclassing asyncio's.
+    if all(hasattr(transport, name) for name in ("get_write_buffer_size", "abort")):
+        return transport  # type: ignore[return-value]
     return None
 
 
