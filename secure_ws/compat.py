@@ -45,16 +45,19 @@ def twisted_reactor() -> Any:
     return reactor
 
 
-def daphne_servers() -> list[Any]:
+def daphne_servers(reactor: Any = None) -> list[Any]:
     """The daphne ``Server`` objects of this process (none outside a daphne process).
 
     daphne keeps its connections on the server object (``server.connections``: protocol ->
     ``{"application_instance": task, ...}``) and exposes no registry, so the servers are
-    found through the bound method each one registers as its "before shutdown" trigger.
+    found through the bound method each one registers as its "before shutdown" trigger
+    (on ``reactor``, by default the installed one).
     """
-    if "daphne.server" not in sys.modules or "twisted.internet.reactor" not in sys.modules:
-        return []
-    event = getattr(twisted_reactor(), "_eventTriggers", {}).get("shutdown")
+    if reactor is None:
+        if "daphne.server" not in sys.modules or "twisted.internet.reactor" not in sys.modules:
+            return []
+        reactor = twisted_reactor()
+    event = getattr(reactor, "_eventTriggers", {}).get("shutdown")
     servers: list[Any] = []
     for trigger in getattr(event, "before", []) if event is not None else []:
         owner = getattr(trigger[0], "__self__", None)
@@ -236,7 +239,11 @@ def find_output_buffer(send: Any) -> OutputBuffer | None:
         transport = _asyncio_transport(candidate)
         if transport is not None:
             return AsyncioOutputBuffer(transport)
-    protocol = _daphne_protocol_of_task(asyncio.current_task())
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: no application task to look for
+        task = None
+    protocol = _daphne_protocol_of_task(task)
     if protocol is not None:
         return TwistedOutputBuffer(protocol)
     return None
