@@ -221,7 +221,7 @@ def _asyncio_transport(owner: object) -> asyncio.WriteTransport | None:
     transport = getattr(owner, "transport", None)
     # Duck-typed: uvloop's transports implement the API without subclassing asyncio's.
     if all(hasattr(transport, name) for name in ("get_write_buffer_size", "abort")):
-        return transport  # type: ignore[return-value]
+        return transport
     return None
 
 

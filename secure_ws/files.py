@@ -30,7 +30,6 @@ from secure_ws.events import (
     folder_group,
 )
 from secure_ws.exceptions import MessageRejected
-from secure_ws.limits import TokenBucket
 from secure_ws.file_schemas import (
     FileDeleted,
     FileDeletePayload,
@@ -44,6 +43,7 @@ from secure_ws.file_schemas import (
     Sender,
     SubscribedPayload,
 )
+from secure_ws.limits import TokenBucket
 from secure_ws.messages import ClientMessage, message_handler
 from secure_ws.permissions import BasePermission, IsAuthenticated
 

@@ -28,10 +28,10 @@ from secure_ws.gate.stack import _Progress
 class _QuietReactor:
     """Just enough of a reactor for a ``FileDescriptor`` that is never really polled."""
 
-    def addWriter(self, writer: Any) -> None:  # noqa: N802 - Twisted's name
+    def addWriter(self, writer: Any) -> None:
         pass
 
-    def removeWriter(self, writer: Any) -> None:  # noqa: N802 - Twisted's name
+    def removeWriter(self, writer: Any) -> None:
         pass
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -64,9 +64,9 @@ class BufferedFileConsumer(FileEventConsumer):
 
 
 @pytest.fixture
-def buffer() -> Iterator[StandInBuffer]:
+def buffer() -> StandInBuffer:
     BufferedFileConsumer.buffer = StandInBuffer()
-    yield BufferedFileConsumer.buffer
+    return BufferedFileConsumer.buffer
 
 
 @pytest.fixture

@@ -122,9 +122,7 @@ def uvicorn_demo(transactional_db: None, tmp_path: Path) -> Iterator[DaphneServe
 
 
 @pytest.fixture(params=["daphne", "uvicorn"])
-def demo_server(
-    request: pytest.FixtureRequest, seeded_folder: str, tmp_path: Path
-) -> DaphneServer:
+def demo_server(request: pytest.FixtureRequest, seeded_folder: str, tmp_path: Path) -> DaphneServer:
     if request.param == "daphne":
         start: Callable[..., DaphneServer] = request.getfixturevalue("daphne_server")
         return start(env={"MEDIA_ROOT": str(tmp_path / "media")})
