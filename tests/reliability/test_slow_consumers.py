@@ -1,8 +1,9 @@
 """Slow readers are bounded on daphne and on uvicorn (issue 11 item 6, issue 15).
 
-A read member opens sockets with a tiny receive window that never read, and keeps
-sending requests the server allows (``resync`` within its own rate, ``ping`` within the
-message rate) for 30 s; when the server drops a socket it opens another. Each ``resync``
+A read member opens sockets with a tiny receive window that never read, subscribes them to
+a folder and keeps sending requests the server allows (``resync`` within its own rate,
+``ping`` within the message rate) for 30 s, while a write member announces uploads to that
+folder; when the server drops a socket it opens another. Each ``resync``
 of the seeded folder is answered with a large ``folder.state`` page, so the unread output
 grows by about 90 KB a second per socket. Before ``MAX_PENDING_OUTPUT`` daphne buffered
 all of it (its ``send`` never waits: the auditor measured 107 -> 244 MiB in 35 s) and never
@@ -12,7 +13,10 @@ stayed bounded but the stalled connections stayed open, unaudited.
 Asserted, on each server: the server process's RSS grows by less than
 :data:`RSS_GROWTH_BOUND`; a good client's pings are all answered; every stalled socket is
 closed by the server (its sends fail) and audited with close code 4429 and reason
-``slow_consumer``, with a ``slow_consumer`` security event.
+``slow_consumer``, with a ``slow_consumer`` security event. On daphne, whose buffer grows
+past half the bound before the close, the folder's events to the stalled sockets were
+dropped and counted in the audit row; uvicorn's consumer waits in ``send`` instead, and
+the events wait in (and are bounded by) the channel layer.
 
 Why 40 MiB: at most ``ABUSERS`` connections are open at a time, each holding at most
 ``MAX_PENDING_OUTPUT`` (1 MiB) plus one page (< 100 KiB) before it is closed and its buffer
@@ -193,6 +197,7 @@ async def stalled_reader(
 ) -> None:
     """Send allowed requests on never-read sockets until ``until``; reopen dropped ones."""
     loop = asyncio.get_running_loop()
+    subscribe = client_frame(json.dumps({"type": "subscribe", "payload": {"folder": folder}}))
     resync = client_frame(json.dumps({"type": "resync", "payload": {"folder": folder}}))
     ping_frame = client_frame(json.dumps({"type": "ping", "payload": {}}))
     while loop.time() < until:
@@ -205,6 +210,7 @@ async def stalled_reader(
         stats.opened += 1
         next_resync = 0.0
         try:
+            await asyncio.wait_for(loop.sock_sendall(sock, subscribe), HANG_GUARD)
             while loop.time() < until:
                 if loop.time() >= next_resync:
                     frame, next_resync = resync, loop.time() + RESYNC_INTERVAL
@@ -232,6 +238,32 @@ async def good_client(server: DaphneServer, token: str, until: float) -> int:
     return answered
 
 
+async def publisher(server: DaphneServer, token: str, folder: str, until: float) -> int:
+    """Announce an upload to ``folder`` four times a second, reading every ``ack``."""
+    published = 0
+    conn = await open_client(server, token)
+    try:
+        while asyncio.get_running_loop().time() < until:
+            frame_id = uuid.uuid4().hex
+            upload = {
+                "folder": folder,
+                "file_id": str(uuid.uuid4()),
+                "name": "report.pdf",
+                "size": 1,
+                "content_type": "application/pdf",
+                "sha256": "a" * 64,
+            }
+            await conn.send(json.dumps({"type": "file_upload", "id": frame_id, "payload": upload}))
+            async with asyncio.timeout(HANG_GUARD):
+                while json.loads(await conn.recv()).get("id") != frame_id:
+                    pass
+            published += 1
+            await asyncio.sleep(0.25)
+    finally:
+        await conn.close()
+    return published
+
+
 async def audited_slow_consumer_closes(user_id: int, at_least: int) -> list[Any]:
     """The audit rows of the user's connections closed as slow consumers (polled)."""
     from channels.db import database_sync_to_async
@@ -254,7 +286,10 @@ async def audited_slow_consumer_closes(user_id: int, at_least: int) -> list[Any]
 
 
 async def test_stalled_readers_are_closed_and_the_server_stays_bounded(
-    demo_server: DaphneServer, demo_users: dict[str, Any], seeded_folder: str
+    demo_server: DaphneServer,
+    demo_users: dict[str, Any],
+    seeded_folder: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     carol, alice = demo_users["carol"], demo_users["alice"]
     pid = demo_server.process.pid
@@ -271,6 +306,7 @@ async def test_stalled_readers_are_closed_and_the_server_stays_bounded(
     token = access_token_for(carol)
     run = asyncio.gather(
         good_client(demo_server, access_token_for(alice), until),
+        publisher(demo_server, access_token_for(demo_users["bob"]), seeded_folder, until),
         *(stalled_reader(demo_server, token, seeded_folder, until, s) for s in stats),
     )
     peak = baseline
@@ -290,4 +326,9 @@ async def test_stalled_readers_are_closed_and_the_server_stays_bounded(
     for record in closes:
         assert record.close_code == int(CloseCode.RATE_LIMITED)
         assert Reason.SLOW_CONSUMER.value in {e.kind for e in record.security_events.all()}
+    assert run.result()[1] >= SPAM_SECONDS  # the folder's events kept coming
+    if request.node.callspec.params["demo_server"] == "daphne":
+        assert any("events dropped" in record.note for record in closes), [
+            record.note for record in closes
+        ]
     assert "Traceback" not in demo_server.log()
