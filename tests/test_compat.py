@@ -13,7 +13,7 @@ from typing import Any
 
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import abstract
+from twisted.internet import abstract, tcp
 
 from secure_ws.compat import (
     AsyncioOutputBuffer,
@@ -66,6 +66,9 @@ def test_twisted_keeps_unsent_bytes_where_compat_reads_them() -> None:
     transport.writeSomeData = lambda data: len(data)
     transport.doWrite()
     assert buffer.pending() == 0
+    # The kernel's send buffer is capped through the TCP transport's socket.
+    assert callable(getattr(tcp.Connection, "getHandle", None)), "tcp.Connection.getHandle gone"
+    assert callable(getattr(tcp.Connection, "abortConnection", None))
 
 
 async def test_daphne_hands_the_application_a_partial_around_its_protocol() -> None:
