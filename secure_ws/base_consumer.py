@@ -12,14 +12,12 @@ or its 4xxx stand-in where the server cannot send it; timers cancelled; groups l
 ``connection_closed`` audit record and signal. Audit failures are logged and never decide
 a connection.
 
-It also bounds the output a client leaves unread (``MAX_PENDING_OUTPUT``): daphne's
-``send`` never waits, so a client that does not read makes the server buffer every reply
-(an auditor grew daphne's RSS by 137 MiB in 35 s with a few such sockets). Before each
-frame the consumer reads the transport's buffer (:mod:`secure_ws.compat`, an attribute
-read, no syscall); past the bound it closes 4429 ``slow_consumer`` and aborts the socket
-if the close cannot be flushed. On uvicorn, whose ``send`` waits for the socket to drain,
-the same close follows a send that waits longer than ``PENDING_OUTPUT_TIMEOUT``. Fan-out
-events (:meth:`AuditedConsumer.send_event`) are dropped and counted from half the bound.
+It also bounds the output a client leaves unread (``MAX_PENDING_OUTPUT``, see
+:mod:`secure_ws.backpressure`): before each frame it reads the server's buffer; past the
+bound it closes 4429 ``slow_consumer`` and aborts the socket if the close cannot be
+flushed. On uvicorn, whose ``send`` waits for the socket to drain, the same close follows
+a send that waits longer than ``PENDING_OUTPUT_TIMEOUT``. Fan-out events
+(:meth:`AuditedConsumer.send_event`) are dropped and counted from half the bound.
 """
 
 from __future__ import annotations
@@ -35,8 +33,8 @@ from pydantic import BaseModel
 
 from secure_ws import signals
 from secure_ws.audit.sink import get_audit_sink
+from secure_ws.backpressure import SLOW_CLOSE_GRACE, OutputBound
 from secure_ws.codes import CloseCode, ErrorCode, Reason, private_close_code
-from secure_ws.compat import OutputBuffer, find_output_buffer
 from secure_ws.connection import ConnectionInfo
 from secure_ws.dispatch import SplitDispatchConsumer
 from secure_ws.messages import AuthExpiringPayload
@@ -61,27 +59,6 @@ _CLOSE_DETAILS: dict[Reason, str] = {
     Reason.BACKEND_UNAVAILABLE: "Try again later.",
     Reason.SLOW_CONSUMER: "Too much unread output.",
 }
-
-#: Seconds the ``error`` frame and close of a slow consumer get to leave before the
-#: transport is aborted (the client does not read, so they usually cannot).
-SLOW_CLOSE_GRACE = 1.0
-
-#: The socket's kernel send buffer is capped at ``max_pending_output`` divided by this
-#: (Linux doubles the value), so a stalled client holds at most about 1.5 times
-#: ``MAX_PENDING_OUTPUT`` of server memory, kernel included.
-SOCKET_BUFFER_DIVISOR = 4
-
-_unmeasured_warned = False
-
-
-def _warn_unmeasured_once() -> None:
-    global _unmeasured_warned
-    if not _unmeasured_warned:
-        _unmeasured_warned = True
-        logger.warning(
-            "secure_ws cannot see this server's transport buffers: MAX_PENDING_OUTPUT is "
-            "not enforced (supported: daphne, uvicorn)"
-        )
 
 
 class AuditedConsumer(SplitDispatchConsumer):
@@ -111,8 +88,8 @@ class AuditedConsumer(SplitDispatchConsumer):
         self._cleaned = False
         self._close_code: int | None = None
         self._joined_groups: list[str] = []
-        #: The server's buffer of this connection's unsent output (None: unknown server).
-        self.output: OutputBuffer | None = None
+        #: This connection's unread output and its bound (None: unknown server).
+        self.output: OutputBound | None = None
         # Late daphne starts (``runserver``) import daphne after ``ready()``: install here.
         install_daphne_shutdown()
 
@@ -167,13 +144,9 @@ class AuditedConsumer(SplitDispatchConsumer):
 
     def attach_output(self) -> None:
         """Find the server's output buffer of this connection (once, when it is accepted)."""
-        self.output = find_output_buffer(self.base_send)
-        if self.output is None:
-            _warn_unmeasured_once()
-        elif self.traffic is not None:
-            # The kernel's send buffer comes on top of the server's: keep it well below.
-            self.output.limit_socket_buffer(
-                self.traffic.limits.max_pending_output // SOCKET_BUFFER_DIVISOR
+        if self.traffic is not None:
+            self.output = OutputBound.attach(
+                self.base_send, self.connection, self.traffic.limits, self.event_drop_fraction
             )
 
     @staticmethod
@@ -202,21 +175,21 @@ class AuditedConsumer(SplitDispatchConsumer):
             return
         text = self.encode_frame(type, payload, id)
         output, traffic = self.output, self.traffic
-        if output is not None and traffic is not None:
+        if output is not None:
             # The hot path: a few attribute reads on the transport, no syscall, no Redis.
             pending = output.pending()
-            if pending > traffic.limits.max_pending_output:
+            if pending > output.max_pending:
                 await self.close_slow_consumer(pending)
                 return
             if pending and output.blocking:
                 # The server's send may wait for the client to read: bound that wait.
                 try:
-                    async with asyncio.timeout(traffic.limits.pending_output_timeout):
+                    async with asyncio.timeout(output.timeout):
                         sent = await self._send_text(text)
                 except TimeoutError:
                     await self.close_slow_consumer(output.pending())
                     return
-                if sent:
+                if sent and traffic is not None:
                     traffic.sent(len(text))
                 return
         if await self._send_text(text) and traffic is not None:
@@ -231,16 +204,6 @@ class AuditedConsumer(SplitDispatchConsumer):
             self._closing = True
             return False
         return True
-
-    def output_backlogged(self) -> int:
-        """Return the unread bytes if fan-out to this client should pause, else 0."""
-        output, traffic = self.output, self.traffic
-        if output is None or traffic is None:
-            return 0
-        pending = output.pending()
-        if pending > traffic.limits.max_pending_output * self.event_drop_fraction:
-            return pending
-        return 0
 
     async def send_event(
         self, type: str, payload: BaseModel | dict[str, Any] | None = None
@@ -258,11 +221,9 @@ class AuditedConsumer(SplitDispatchConsumer):
         """
         if self._closing:
             return False
-        pending = self.output_backlogged()
+        pending = self.output.drop_event() if self.output is not None else 0
         if pending:
-            info = self.connection
-            info.events_dropped += 1
-            if info.events_dropped == 1:
+            if self.connection.events_dropped == 1:
                 self.security_event(
                     Reason.SLOW_CONSUMER.value, f"events dropped: {pending} bytes unread"
                 )
@@ -296,21 +257,21 @@ class AuditedConsumer(SplitDispatchConsumer):
             "error",
             {"code": Reason.SLOW_CONSUMER.value, "detail": _CLOSE_DETAILS[Reason.SLOW_CONSUMER]},
         )
-        output = self.output
+        buffer = self.output.buffer if self.output is not None else None
         try:
             async with asyncio.timeout(SLOW_CLOSE_GRACE):
                 await self.base_send({"type": "websocket.send", "text": error})
                 await self.close_transport(int(code), Reason.SLOW_CONSUMER.value)
         except TimeoutError:
-            if output is not None:
-                output.abort()
+            if buffer is not None:
+                buffer.abort()
             return
         except Exception:
             logger.warning(
                 "closing a slow consumer failed: connection_id=%s", self.connection.connection_id
             )
-        if output is not None:
-            output.abort_later(SLOW_CLOSE_GRACE)
+        if buffer is not None:
+            buffer.abort_later(SLOW_CLOSE_GRACE)
 
     async def send_error(
         self,
@@ -336,7 +297,7 @@ class AuditedConsumer(SplitDispatchConsumer):
             return
         await self.send_error(reason, detail or _CLOSE_DETAILS.get(reason, ""), client_id=client_id)
         if self._closing:
-            return  # that frame found a slow consumer, and closed it
+            return  # that frame found a slow consumer (now closed) or a client gone
         self._closing = True
         self._close_code = int(code)
         self.connection.close_reason = reason.value

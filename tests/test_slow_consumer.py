@@ -19,12 +19,14 @@ from django.test import override_settings
 from project.filebox.models import Folder, StoredFile
 from secure_ws.audit.models import ConnectionRecord
 from secure_ws.audit.writer import AuditWriter
+from secure_ws.backpressure import OutputBound
 from secure_ws.codes import CloseCode, ErrorCode, Reason
 from secure_ws.compat import OutputBuffer
 from secure_ws.connection import ConnectionInfo
 from secure_ws.events import FILE_EVENT_LAYER_TYPE
 from secure_ws.files import FileEventConsumer
 from secure_ws.state import close_redis
+from secure_ws.traffic import ConnectionTraffic
 from tests.consumer_helpers import communicator, error_then_close, receive_frame, request
 from tests.test_consumers import RecordingSink
 
@@ -60,7 +62,8 @@ class BufferedFileConsumer(FileEventConsumer):
     buffer: StandInBuffer = StandInBuffer()
 
     def attach_output(self) -> None:
-        self.output = type(self).buffer
+        assert self.traffic is not None
+        self.output = OutputBound(type(self).buffer, self.connection, self.traffic.limits)
 
 
 @pytest.fixture
@@ -124,17 +127,16 @@ async def test_a_send_that_waits_past_pending_output_timeout_closes_the_slow_con
         sent.append(message)
 
     consumer.base_send = blocking_send
-    consumer.output = StandInBuffer(blocking=True)
-    consumer.output.unread = 1
+    buffer = StandInBuffer(blocking=True)
+    buffer.unread = 1  # below the bound, but the server's send will wait
     limits = consumer.get_limits()
     consumer.limits = limits.__class__(**{**limits.__dict__, "pending_output_timeout": 0.05})
-    from secure_ws.traffic import ConnectionTraffic
-
     consumer.traffic = ConnectionTraffic(consumer.connection, consumer.limits)
+    consumer.output = OutputBound(buffer, consumer.connection, consumer.limits)
     consumer.close = _record_close(sent)  # type: ignore[method-assign]
     await asyncio.wait_for(consumer.send_message("pong"), 5)
     assert consumer.connection.close_reason == Reason.SLOW_CONSUMER.value
-    assert consumer.output.aborted == 1
+    assert buffer.aborted == 1
     assert consumer.connection.messages_out == 0
     assert Reason.SLOW_CONSUMER.value in audit.kinds("security_event")
 
