@@ -11,10 +11,18 @@ carrying the reason first (daphne drops close reasons, daphne#374), then the clo
 or its 4xxx stand-in where the server cannot send it; timers cancelled; groups left; one
 ``connection_closed`` audit record and signal. Audit failures are logged and never decide
 a connection.
+
+It also bounds the output a client leaves unread (``MAX_PENDING_OUTPUT``, see
+:mod:`secure_ws.backpressure`): before each frame it reads the server's buffer; past the
+bound it closes 4429 ``slow_consumer`` and aborts the socket if the close cannot be
+flushed. On uvicorn, whose ``send`` waits for the socket to drain, the same close follows
+a send that waits longer than ``PENDING_OUTPUT_TIMEOUT``. Fan-out events
+(:meth:`AuditedConsumer.send_event`) are dropped and counted from half the bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -25,6 +33,7 @@ from pydantic import BaseModel
 
 from secure_ws import signals
 from secure_ws.audit.sink import get_audit_sink
+from secure_ws.backpressure import SLOW_CLOSE_GRACE, OutputBound
 from secure_ws.codes import CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
 from secure_ws.dispatch import SplitDispatchConsumer
@@ -50,6 +59,7 @@ _CLOSE_DETAILS: dict[Reason, str] = {
     Reason.TOO_LARGE: "The message is too large.",
     Reason.FORBIDDEN: "The token belongs to another user.",
     Reason.BACKEND_UNAVAILABLE: "Try again later.",
+    Reason.SLOW_CONSUMER: "Too much unread output.",
 }
 
 
@@ -57,9 +67,14 @@ class AuditedConsumer(SplitDispatchConsumer):
     """The open connection's outbound side and its end, shared by every secure_ws consumer.
 
     Subclasses decide when to close (:meth:`close_with`) and what to send
-    (:meth:`send_message`); this class makes every close and every reply follow the same
-    rules and leaves exactly one audit record when the connection ends.
+    (:meth:`send_message`, or :meth:`send_event` for fan-out that may be dropped); this
+    class makes every close and every reply follow the same rules, bounds the output the
+    client leaves unread, and leaves exactly one audit record when the connection ends.
     """
+
+    #: Fan-out events (:meth:`send_event`) are dropped while more than this fraction of
+    #: ``max_pending_output`` is unread, so replies still fit before the bound.
+    event_drop_fraction: float = 0.5
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -75,6 +90,8 @@ class AuditedConsumer(SplitDispatchConsumer):
         self._cleaned = False
         self._close_code: int | None = None
         self._joined_groups: list[str] = []
+        #: This connection's unread output and its bound (None: unknown server).
+        self.output: OutputBound | None = None
         # Late daphne starts (``runserver``) import daphne after ``ready()``: install here.
         install_daphne_shutdown()
 
@@ -139,22 +156,136 @@ class AuditedConsumer(SplitDispatchConsumer):
 
     # ------------------------------------------------------------------ replies
 
-    async def send_message(
-        self, type: str, payload: BaseModel | dict[str, Any] | None = None, id: str | None = None
-    ) -> None:
-        """Send ``{"type", "id"?, "payload"}`` to the client (dropped once closing)."""
-        if self._closing:
-            return
+    def attach_output(self) -> None:
+        """Find the server's output buffer of this connection (once, when it is accepted)."""
+        if self.traffic is not None:
+            self.output = OutputBound.attach(
+                self.base_send, self.connection, self.traffic.limits, self.event_drop_fraction
+            )
+
+    @staticmethod
+    def encode_frame(
+        type: str, payload: BaseModel | dict[str, Any] | None = None, id: str | None = None
+    ) -> str:
+        """Return the JSON text of ``{"type", "id"?, "payload"}``."""
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", exclude_none=True)
         frame: dict[str, Any] = {"type": type}
         if id is not None:
             frame["id"] = id
         frame["payload"] = {} if payload is None else payload
-        text = json.dumps(frame, separators=(",", ":"), allow_nan=False)
-        await self.base_send({"type": "websocket.send", "text": text})
-        if self.traffic is not None:
-            self.traffic.sent(len(text))
+        return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+
+    async def send_message(
+        self, type: str, payload: BaseModel | dict[str, Any] | None = None, id: str | None = None
+    ) -> None:
+        """Send ``{"type", "id"?, "payload"}`` to the client (dropped once closing).
+
+        Past ``max_pending_output`` unread bytes, or after a send that waited
+        ``pending_output_timeout`` seconds, the frame is not sent and the connection is
+        closed instead (:meth:`close_slow_consumer`).
+        """
+        if self._closing:
+            return
+        text = self.encode_frame(type, payload, id)
+        output, traffic = self.output, self.traffic
+        if output is not None:
+            # The hot path: a few attribute reads on the transport, no syscall, no Redis.
+            pending = output.pending()
+            if pending > output.max_pending:
+                await self.close_slow_consumer(pending)
+                return
+            if pending and output.blocking:
+                # The server's send may wait for the client to read: bound that wait.
+                try:
+                    async with asyncio.timeout(output.timeout):
+                        sent = await self._send_text(text)
+                except TimeoutError:
+                    await self.close_slow_consumer(output.pending())
+                    return
+                if sent and traffic is not None:
+                    traffic.sent(len(text))
+                return
+        if await self._send_text(text) and traffic is not None:
+            traffic.sent(len(text))
+
+    async def _send_text(self, text: str) -> bool:
+        try:
+            await self.base_send({"type": "websocket.send", "text": text})
+        except OSError:
+            # The client is gone (uvicorn raises ClientDisconnected, an OSError); its
+            # websocket.disconnect is queued and ends the connection: nothing to report.
+            self._closing = True
+            return False
+        return True
+
+    async def send_event(
+        self, type: str, payload: BaseModel | dict[str, Any] | None = None
+    ) -> bool:
+        """Send a fan-out event, or drop and count it while the client is not reading.
+
+        A subscriber that stalls must not make the server buffer every event of its
+        groups: from :attr:`event_drop_fraction` of ``max_pending_output`` unread, events
+        are dropped, counted on ``ConnectionInfo.events_dropped`` (in the close's audit
+        row and the ``secure_ws_events_dropped_total`` metric) and the first drop is a
+        ``slow_consumer`` security event. Clients see the gap in ``seq`` and ``resync``.
+
+        Returns:
+            Whether the event was sent.
+        """
+        if self._closing:
+            return False
+        pending = self.output.drop_event() if self.output is not None else 0
+        if pending:
+            if self.connection.events_dropped == 1:
+                self.security_event(
+                    Reason.SLOW_CONSUMER.value, f"events dropped: {pending} bytes unread"
+                )
+            return False
+        await self.send_message(type, payload)
+        return True
+
+    async def close_slow_consumer(self, pending: int) -> None:
+        """Close a client that does not read with 4429 ``slow_consumer``; free its socket.
+
+        The ``error`` frame and the close queue behind the unread output, so they reach
+        the client only if it reads within :data:`SLOW_CLOSE_GRACE` seconds; then the
+        transport is aborted, dropping its buffer, whatever the client does.
+        """
+        if self._closing:
+            return
+        code = CloseCode.RATE_LIMITED
+        self._closing = True
+        self._close_code = int(code)
+        self.connection.close_reason = Reason.SLOW_CONSUMER.value
+        self.timers.cancel()
+        logger.warning(
+            "slow consumer: %d bytes unread, closing connection_id=%s",
+            pending,
+            self.connection.connection_id,
+        )
+        self.security_event(
+            Reason.SLOW_CONSUMER.value, f"close {int(code)}: {pending} bytes unread"
+        )
+        error = self.encode_frame(
+            "error",
+            {"code": Reason.SLOW_CONSUMER.value, "detail": _CLOSE_DETAILS[Reason.SLOW_CONSUMER]},
+        )
+        buffer = self.output.buffer if self.output is not None else None
+        try:
+            async with asyncio.timeout(SLOW_CLOSE_GRACE):
+                await self.base_send({"type": "websocket.send", "text": error})
+                await self.close_transport(int(code), Reason.SLOW_CONSUMER.value)
+        except TimeoutError:
+            if buffer is not None:
+                buffer.abort()
+            return
+        except Exception:
+            logger.warning(
+                "closing a slow consumer failed: connection_id=%s", self.connection.connection_id
+            )
+        if buffer is not None:
+            buffer.abort_later(SLOW_CLOSE_GRACE)
 
     async def send_error(
         self,
@@ -179,8 +310,11 @@ class AuditedConsumer(SplitDispatchConsumer):
         if self._closing:
             return
         await self.send_error(reason, detail or _CLOSE_DETAILS.get(reason, ""), client_id=client_id)
+        if self._closing:
+            return  # that frame found a slow consumer (now closed) or a client gone
         self._closing = True
         self._close_code = int(code)
+        self.connection.close_reason = reason.value
         self.timers.cancel()
         if code != CloseCode.NORMAL:
             self.security_event(reason.value, f"close {int(code)}")

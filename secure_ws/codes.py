@@ -68,6 +68,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     BINARY_NOT_ALLOWED = "binary_not_allowed"
     TOO_LARGE = "too_large"
+    SLOW_CONSUMER = "slow_consumer"  # unread output past MAX_PENDING_OUTPUT
     SERVER_ERROR = "server_error"
     SERVER_SHUTDOWN = "server_shutdown"
     FORBIDDEN = "forbidden"  # auth.refresh with another user's token

@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "VIOLATION_WINDOW": 60,  # seconds
     "IDLE_TIMEOUT": None,  # seconds, None: no idle timeout
     "TOKEN_EXPIRY_WARNING": 60,  # seconds before exp that auth.expiring is sent
+    "MAX_PENDING_OUTPUT": 1024 * 1024,  # bytes a client may leave unread before close 4429
+    "PENDING_OUTPUT_TIMEOUT": 10.0,  # seconds a send may wait for a client that does not read
     # Revocation.
     "REVOKE_ON_LOGOUT": True,
     # File events.
@@ -148,6 +150,8 @@ class SecureWSSettings:
     VIOLATION_WINDOW: int
     IDLE_TIMEOUT: float | None
     TOKEN_EXPIRY_WARNING: int
+    MAX_PENDING_OUTPUT: int
+    PENDING_OUTPUT_TIMEOUT: float
     REVOKE_ON_LOGOUT: bool
     FOLDER_POLICY: str | None
     SUBSCRIPTION_RECHECK_INTERVAL: float
@@ -263,6 +267,8 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "VIOLATION_WINDOW": (_positive_int, "a positive int (seconds)"),
     "IDLE_TIMEOUT": (_optional(_positive_number), "None or a positive number of seconds"),
     "TOKEN_EXPIRY_WARNING": (_non_negative_int, "a non-negative int (seconds)"),
+    "MAX_PENDING_OUTPUT": (_positive_int, "a positive int (bytes)"),
+    "PENDING_OUTPUT_TIMEOUT": (_positive_number, "a positive number of seconds"),
     "REVOKE_ON_LOGOUT": (_is_bool, "a bool"),
     "FOLDER_POLICY": (
         _optional(lambda v: isinstance(v, str) and "." in v),

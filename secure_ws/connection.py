@@ -58,6 +58,10 @@ class ConnectionInfo:
     bytes_in: int = 0
     bytes_out: int = 0
     violations: int = 0
+    #: Channel-layer events not sent because the client was not reading (slow consumer).
+    events_dropped: int = 0
+    #: The reason code of a close the server decided (``revoked``, ``slow_consumer``, ...).
+    close_reason: str = ""
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Escaping here, not at each log call, covers every writer: the gate, consumers,

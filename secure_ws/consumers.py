@@ -89,6 +89,10 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
     idle_timeout: float | None = None
     #: Seconds before the token's ``exp`` that ``auth.expiring`` is sent (``TOKEN_EXPIRY_WARNING``).
     token_expiry_warning: float | None = None
+    #: Unread output in bytes before close 4429 ``slow_consumer`` (``MAX_PENDING_OUTPUT``).
+    max_pending_output: int | None = None
+    #: Seconds a send may wait for a client that does not read (``PENDING_OUTPUT_TIMEOUT``).
+    pending_output_timeout: float | None = None
     #: Frames over ``max_message_bytes`` times this close with 1009 instead of ``too_large``.
     oversize_close_factor: int = 4
     #: Permissions of message types declared without ``permissions=``.
@@ -182,6 +186,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
             return
         await self.accept(APP_SUBPROTOCOL)
         self._accepted = True
+        self.attach_output()
         install_drop_monitor()
         info = self.connection
         self._audit("connection_opened", info)

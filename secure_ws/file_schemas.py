@@ -100,9 +100,27 @@ Sha256 = Annotated[
 
 
 class FolderPayload(Schema):
-    """``subscribe``, ``unsubscribe`` and ``resync``: one folder."""
+    """``subscribe`` and ``unsubscribe``: one folder."""
 
     folder: FolderId
+
+
+#: Largest ``offset`` a ``resync`` may ask for (far beyond any real folder).
+MAX_RESYNC_OFFSET = 10**6
+
+
+class ResyncPayload(Schema):
+    """``resync``: one page of a folder's files, from ``offset`` (0: the first page)."""
+
+    folder: FolderId
+    offset: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_RESYNC_OFFSET,
+            description="Index of the first file of the page: 0, or a next_offset.",
+        ),
+    ] = 0
 
 
 class FileUploadPayload(Schema):
@@ -178,11 +196,21 @@ class FolderFile(Schema):
 
 
 class FolderStatePayload(Schema):
-    """Answer to ``resync``: the folder's files and the last ``seq`` issued before them."""
+    """Answer to ``resync``: one page of the folder's files and the ``seq`` before them.
+
+    A page holds at most the consumer's ``folder_state_page_size`` files (100 by default,
+    so a reply stays far below ``MAX_PENDING_OUTPUT``). ``next_offset`` is present when the
+    listing was cut: ask ``resync`` again with ``offset`` set to it. If ``seq`` differs
+    between pages the folder changed meanwhile: start again at offset 0.
+    """
 
     folder: FolderId
     seq: int
     files: list[FolderFile]
+    offset: int = 0
+    next_offset: Annotated[
+        int | None, Field(description="Absent on the last page; else the next page's offset.")
+    ] = None
 
 
 class SubscribedPayload(Schema):

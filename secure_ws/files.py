@@ -52,9 +52,11 @@ from secure_ws.file_schemas import (
     FolderPayload,
     FolderRevokedPayload,
     FolderStatePayload,
+    ResyncPayload,
     Sender,
     SubscribedPayload,
 )
+from secure_ws.limits import TokenBucket
 from secure_ws.messages import ClientMessage, message_handler
 from secure_ws.permissions import BasePermission, IsAuthenticated
 from secure_ws.revocation import user_group
@@ -78,7 +80,10 @@ class FolderPolicy(Protocol):
         ...
 
     async def list_files(self, user: Any, folder: str) -> list[FolderFile]:
-        """Return the files of ``folder`` for ``resync`` (``user`` may read it)."""
+        """Return the files of ``folder`` for ``resync`` (``user`` may read it).
+
+        Return them in a stable order: ``resync`` pages through the list by offset.
+        """
         ...
 
 
@@ -147,6 +152,12 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
 
     #: Folders one connection may be subscribed to at once.
     max_subscriptions: int = 100
+    #: ``resync`` requests per second per connection (its own bucket, below MESSAGE_RATE).
+    resync_rate: float = 1.0
+    #: ``resync`` requests a connection may send in one burst.
+    resync_burst: int = 5
+    #: Files per ``folder.state`` page; ``next_offset`` tells the client there is more.
+    folder_state_page_size: int = 100
     server_messages: ClassVar[dict[str, type[BaseModel]]] = {
         **SecureJsonWebsocketConsumer.server_messages,
         "file.uploaded": FileEventPayload,
@@ -160,6 +171,7 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
         self.subscriptions: set[str] = set()
         #: When ``can_read`` last allowed each subscribed folder (``time.monotonic()``).
         self.read_confirmed_at: dict[str, float] = {}
+        self._resync_bucket: TokenBucket | None = None
 
     def get_folder_policy(self) -> FolderPolicy:
         """Return the policy that decides folder access (``FOLDER_POLICY`` by default)."""
@@ -224,15 +236,32 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
             "ack", {"folder": payload.folder, "seq": published.seq}, id=message.id
         )
 
-    @message_handler("resync", schema=FolderPayload, permissions=[CanReadFolder])
-    async def handle_resync(self, message: ClientMessage[FolderPayload]) -> None:
-        """Answer ``folder.state``: the folder's files and the ``seq`` they are at least at."""
-        folder = message.payload.folder
+    @message_handler("resync", schema=ResyncPayload, permissions=[CanReadFolder])
+    async def handle_resync(self, message: ClientMessage[ResyncPayload]) -> None:
+        """Answer ``folder.state``: a page of the folder's files and the ``seq`` before them.
+
+        ``resync`` is the expensive request (a listing query and the largest reply), so it
+        has its own bucket (``resync_rate`` per second, bursts of ``resync_burst``) below
+        the message rate, and a reply holds at most ``folder_state_page_size`` files.
+        """
+        bucket = self._resync_bucket
+        if bucket is None:
+            bucket = self._resync_bucket = TokenBucket(self.resync_rate, self.resync_burst)
+        if not bucket.allow():
+            raise MessageRejected(ErrorCode.RATE_LIMITED, "Too many resync requests")
+        folder, offset = message.payload.folder, message.payload.offset
         # Read seq first: events after it may already be in the list; clients apply
         # file.uploaded/file.deleted idempotently by file_id.
         seq = await current_sequence(folder)
         files = await self.get_folder_policy().list_files(self.scope.get("user"), folder)
-        state = FolderStatePayload(folder=folder, seq=seq, files=files)
+        end = offset + self.folder_state_page_size
+        state = FolderStatePayload(
+            folder=folder,
+            seq=seq,
+            files=files[offset:end],
+            offset=offset,
+            next_offset=end if end < len(files) else None,
+        )
         await self.send_message("folder.state", state, id=message.id)
 
     async def secure_ws_file_event(self, event: dict[str, Any]) -> None:
@@ -250,7 +279,8 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
             return  # a late delivery after unsubscribe
         if not await self._read_access_current(str(payload["folder"])):
             return
-        await self.send_message(str(kind), payload)
+        # Dropped and counted while the client leaves too much unread (slow consumer).
+        await self.send_event(str(kind), payload)
 
     # ------------------------------------------------------------------ read access over time
 

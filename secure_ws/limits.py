@@ -82,6 +82,8 @@ class ConnectionLimits:
     violation_window: float
     idle_timeout: float | None
     token_expiry_warning: float
+    max_pending_output: int
+    pending_output_timeout: float
     #: Frames larger than ``max_message_bytes * oversize_close_factor`` close with 1009
     #: instead of an error reply.
     oversize_close_factor: int = 4

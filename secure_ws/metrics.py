@@ -42,6 +42,10 @@ VIOLATIONS = Counter(
 FANOUT_DROPS = Counter(
     "secure_ws_fanout_drops_total", "Group messages dropped because a group was over capacity."
 )
+EVENTS_DROPPED = Counter(
+    "secure_ws_events_dropped_total",
+    "Fan-out events not sent to clients that left too much output unread (slow consumers).",
+)
 AUDIT_BUFFER_DEPTH = Gauge("secure_ws_audit_buffer_depth", "Audit records waiting to be written.")
 AUDIT_WRITE_FAILURES = Counter(
     "secure_ws_audit_write_failures_total", "Audit batches the database refused (retried)."
@@ -83,6 +87,7 @@ def observe_closed(info: ConnectionInfo) -> None:
     LIVE_CONNECTIONS.dec()
     MESSAGES_IN.inc(info.messages_in)
     MESSAGES_OUT.inc(info.messages_out)
+    EVENTS_DROPPED.inc(info.events_dropped)
 
 
 def observe_security_event(kind: str) -> None:

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from secure_ws.codes import CloseCode
+from secure_ws.compat import daphne_servers, twisted_reactor
 
 logger = logging.getLogger("secure_ws.shutdown")
 
@@ -43,26 +44,11 @@ def install_daphne_shutdown() -> bool:
         return True
     if "daphne.server" not in sys.modules or "twisted.internet.reactor" not in sys.modules:
         return False
-    reactor = _reactor()
+    reactor = twisted_reactor()
     reactor.addSystemEventTrigger("before", "shutdown", _close_and_wait)
     reactor.addSystemEventTrigger("during", "shutdown", _flush_audit_in_thread)
     _installed = True
     return True
-
-
-def _daphne_servers() -> list[Any]:
-    """The daphne ``Server`` objects whose shutdown trigger is registered on the reactor.
-
-    daphne keeps its connections on the server object and exposes no registry, so the
-    servers are found through the bound method each one registered as its trigger.
-    """
-    event = getattr(_reactor(), "_eventTriggers", {}).get("shutdown")
-    servers = []
-    for trigger in getattr(event, "before", []) if event is not None else []:
-        owner = getattr(trigger[0], "__self__", None)
-        if owner is not None and hasattr(owner, "connections") and owner not in servers:
-            servers.append(owner)
-    return servers
 
 
 def close_daphne_websockets() -> list[Any]:
@@ -73,7 +59,7 @@ def close_daphne_websockets() -> list[Any]:
         shutdown must go on.
     """
     closed: list[Any] = []
-    for server in _daphne_servers():
+    for server in daphne_servers():
         for protocol in list(server.connections):
             if not hasattr(protocol, "sendCloseFrame"):
                 continue  # an HTTP request, not a WebSocket
@@ -110,17 +96,10 @@ def _close_and_wait() -> Any:
         if not open_ or round_[0] >= deadline:
             done.callback(None)
         else:
-            task.deferLater(_reactor(), POLL_SECONDS, check, round_)
+            task.deferLater(twisted_reactor(), POLL_SECONDS, check, round_)
 
     check([0])
     return done
-
-
-def _reactor() -> Any:
-    """The installed Twisted reactor."""
-    from twisted.internet import reactor
-
-    return reactor
 
 
 def _flush_audit_in_thread() -> Any:

@@ -690,6 +690,8 @@ def traffic_with(**overrides: Any) -> Any:
         "violation_window": 60.0,
         "idle_timeout": None,
         "token_expiry_warning": 0.0,
+        "max_pending_output": 1024,
+        "pending_output_timeout": 1.0,
     }
     return ConnectionTraffic(ConnectionInfo(), ConnectionLimits(**{**limits, **overrides}))
 

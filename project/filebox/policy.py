@@ -23,9 +23,11 @@ def membership_access(user: Any, folder: str) -> str | None:
 
 
 def folder_files(folder: str) -> list[FolderFile]:
-    """Return the files stored in ``folder``, newest first."""
-    rows = StoredFile.objects.filter(folder__slug=folder).values_list(
-        "id", "name", "size", "content_type", "sha256"
+    """Return the files stored in ``folder``, newest first (ties by id: pages are stable)."""
+    rows = (
+        StoredFile.objects.filter(folder__slug=folder)
+        .order_by("-created_at", "id")
+        .values_list("id", "name", "size", "content_type", "sha256")
     )
     return [
         FolderFile(file_id=row[0], name=row[1], size=row[2], content_type=row[3], sha256=row[4])

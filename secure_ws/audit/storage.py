@@ -127,7 +127,8 @@ def update_closes(closes: list[PendingRecord]) -> set[str]:
     table = connections[alias].ops.quote_name(ConnectionRecord._meta.db_table)
     row_sql = (
         "(%s::varchar, %s::timestamptz, %s::double precision, %s::integer, %s::bigint,"
-        " %s::bigint, %s::bigint, %s::bigint, %s::integer, %s::varchar)"
+        " %s::bigint, %s::bigint, %s::bigint, %s::integer, %s::varchar, %s::varchar,"
+        " %s::varchar)"
     )
     params: list[Any] = []
     for connection_id, record in latest.items():
@@ -143,6 +144,8 @@ def update_closes(closes: list[PendingRecord]) -> set[str]:
             f["bytes_out"],
             f["violations"],
             f["channel_name"],
+            f.get("reason", ""),
+            f.get("note", ""),
         ]
     # Only the quoted table name and placeholders are interpolated; values are parameters.
     sql = (
@@ -150,10 +153,12 @@ def update_closes(closes: list[PendingRecord]) -> set[str]:
         " close_code = v.close_code, messages_in = v.messages_in,"
         " messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,"
         " violations = v.violations, channel_name = CASE WHEN v.channel_name <> ''"
-        " THEN v.channel_name ELSE t.channel_name END"
+        " THEN v.channel_name ELSE t.channel_name END,"
+        " reason = CASE WHEN v.reason <> '' THEN v.reason ELSE t.reason END,"
+        " note = CASE WHEN v.note <> '' THEN v.note ELSE t.note END"
         f" FROM (VALUES {', '.join([row_sql] * len(latest))})"
         " AS v(connection_id, closed_at, duration, close_code, messages_in, messages_out,"
-        " bytes_in, bytes_out, violations, channel_name)"
+        " bytes_in, bytes_out, violations, channel_name, reason, note)"
         " WHERE t.connection_id = v.connection_id RETURNING t.connection_id"
     )
     with connections[alias].cursor() as cursor:
@@ -198,6 +203,8 @@ CLOSE_FIELDS = (
     "bytes_out",
     "violations",
     "channel_name",
+    "reason",
+    "note",
 )
 
 
@@ -233,6 +240,11 @@ def apply_close(row: Any, record: PendingRecord) -> None:
         setattr(row, name, f[name])
     if f["channel_name"]:
         row.channel_name = f["channel_name"]
+    # The reason of a close the server decided (``slow_consumer``, ``revoked``, ...).
+    if f.get("reason"):
+        row.reason = f["reason"]
+    if f.get("note"):
+        row.note = f["note"][:255]
 
 
 def bump_row(

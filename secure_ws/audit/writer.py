@@ -186,12 +186,20 @@ class AuditWriter:
             bytes_in=info.bytes_in,
             bytes_out=info.bytes_out,
             violations=info.violations,
+            reason=info.close_reason,
+            events_dropped=info.events_dropped,
         )
         metrics.observe_closed(info)
+        fields = {
+            **_snapshot(info),
+            "close_code": close_code,
+            "reason": _clip(info.close_reason, 32),
+            "note": f"{info.events_dropped} events dropped (slow consumer)"
+            if info.events_dropped
+            else "",
+        }
         with self._lock:
-            self._append_locked(
-                PendingRecord("close", time.time(), {**_snapshot(info), "close_code": close_code})
-            )
+            self._append_locked(PendingRecord("close", time.time(), fields))
 
     # -- buffering ------------------------------------------------------------------
 

@@ -176,6 +176,7 @@ async function subscribeAll() {
     delete folders.get(slug).element.dataset.live;
     try {
       await socket.request("subscribe", { folder: slug });
+      // One folder.state page (at most 100 files); its next_offset would ask for more.
       const state = await socket.request("resync", { folder: slug });
       for (const file of [...state.files].reverse()) renderFile(slug, file);
       folders.get(slug).element.dataset.live = "true";
