@@ -26,6 +26,7 @@ from secure_ws.connection import MAX_USER_AGENT_CHARS, get_connection_info
 from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
 from secure_ws.gate.handshake import get_headers
+from secure_ws.gate.server_proxy import warn_if_server_rewrites_proxy_headers
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -146,9 +147,12 @@ class ClientAddressMiddleware(GateStep):
         for name in SINGLE_HEADERS:
             if headers.count(name) > 1:
                 raise Refused(Reason.BAD_HANDSHAKE, f"duplicate {name} header")
-        trusted = _networks(
+        trusted_proxies = (
             settings.TRUSTED_PROXIES if self.trusted_proxies is None else self.trusted_proxies
         )
+        # One authority for proxy headers: warn (once) if uvicorn already rewrote them.
+        warn_if_server_rewrites_proxy_headers(tuple(trusted_proxies))
+        trusted = _networks(trusted_proxies)
         info.client_ip, info.scheme, via_proxy = resolve_client(
             peer,
             headers.get("x-forwarded-for"),
