@@ -166,12 +166,13 @@ SERVER_KINDS = ("daphne", "uvicorn")
 
 #: uvicorn as deploy/uvicorn.sh runs it, minus the limits (the daphne processes run with
 #: daphne's defaults too): the gate is the only authority for proxy headers
-#: (``--no-proxy-headers``), no compression, no lifespan (Django does not use it).
+#: (``--no-proxy-headers``), no compression, the demo's lifespan handler flushes the audit
+#: trail at shutdown (``auto``: the test applications without one start too).
 UVICORN_ARGS = (
     "--ws",
     "websockets-sansio",
     "--lifespan",
-    "off",
+    "auto",
     "--no-proxy-headers",
     "--ws-per-message-deflate",
     "false",
