@@ -258,9 +258,12 @@ LOGGING = {
         "secure_ws": {"level": os.environ.get("SECURE_WS_LOG_LEVEL", "INFO")},
         "project": {"level": "INFO"},
         # Loggers with handlers of their own write through the redacting one instead:
-        # uvicorn's (set up before Django; levels stay as --log-level set them; uvicorn.error
-        # logs each WebSocket request line with its query string) and Django's defaults.
+        # uvicorn's (set up before Django; uvicorn.error logs each WebSocket request line
+        # with its query string, uvicorn.asgi whole scopes at --log-level trace) and Django's
+        # defaults. Listing uvicorn's children keeps the levels --log-level gave them.
         "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {},
+        "uvicorn.asgi": {},
         "uvicorn.access": {"handlers": ["console"], "propagate": False},
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
