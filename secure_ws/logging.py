@@ -96,7 +96,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
 )
 _QUERY = re.compile(r"(?<=\S)\?([^\s\"'<>#]+)")
-_RANDOM = re.compile(r"[A-Za-z0-9_-]{%d,}" % RANDOM_MIN_LENGTH)
+_RANDOM = re.compile(r"[A-Za-z0-9_-]{" + str(RANDOM_MIN_LENGTH) + ",}")
 _HAS_UPPER = re.compile(r"[A-Z]")
 _HAS_LOWER = re.compile(r"[a-z]")
 

@@ -45,7 +45,7 @@ def find_server_proxy_middleware(frame: FrameType | None = None) -> object | Non
     except ImportError:
         return None
     code = ProxyHeadersMiddleware.__call__.__code__
-    current = frame if frame is not None else sys._getframe(1)
+    current: FrameType | None = frame if frame is not None else sys._getframe(1)
     for _ in range(MAX_FRAMES):
         if current is None:
             return None
