@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -22,10 +23,10 @@ from websockets.exceptions import InvalidStatus
 
 from secure_ws.codes import APP_SUBPROTOCOL
 from secure_ws.logging import REDACTED
-from tests.conftest import DEMO_PASSWORD, UVICORN_ARGS
+from tests.conftest import DEMO_PASSWORD, ROOT, UVICORN_ARGS
 from tests.e2e.test_gate_e2e import APP, bearer, open_ws, report_of
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("demo_users")]
+pytestmark = [pytest.mark.e2e]
 
 #: Guards against hangs only.
 HANG_GUARD = 15
@@ -80,6 +81,7 @@ def with_access_log(asgi_server: Callable[..., Any], server_kind: str, tmp_path:
 
 
 @pytest.mark.servers
+@pytest.mark.usefixtures("demo_users")
 async def test_no_token_ticket_or_password_reaches_any_server_output(
     asgi_server: Callable[..., Any], server_kind: str, tmp_path: Path
 ) -> None:
@@ -185,3 +187,27 @@ async def test_server_proxy_headers_are_reported_once(
     assert log.count(PROXY_WARNING) == (1 if warned else 0)
     if warned:
         assert "--no-proxy-headers" in log
+
+
+def deployed_uvicorn_flags() -> list[str]:
+    """The arguments of ``exec uvicorn`` in deploy/uvicorn.sh (the documented command)."""
+    script = (ROOT / "deploy" / "uvicorn.sh").read_text().replace("\\\n", " ")
+    for line in script.splitlines():
+        if line.startswith("exec uvicorn "):
+            return shlex.split(line)[3:]  # exec uvicorn APP ...
+    raise AssertionError("no `exec uvicorn` line in deploy/uvicorn.sh")
+
+
+def test_deployed_uvicorn_flags_are_real_and_the_tests_run_them() -> None:
+    from uvicorn.main import main
+
+    known = {option for param in main.params for option in (*param.opts, *param.secondary_opts)}
+    flags = deployed_uvicorn_flags()
+    names = [flag for flag in flags if flag.startswith("--")]
+    assert set(names) <= known, set(names) - known
+    assert "--no-proxy-headers" in names
+    assert flags[flags.index("--lifespan") + 1] == "on"
+    # The fixture runs the same flags, but `--lifespan auto` for the test applications
+    # without a lifespan route (the demo has one, so `auto` runs it).
+    fixture = [flag for flag in UVICORN_ARGS if flag.startswith("--")]
+    assert set(fixture) <= set(names)
