@@ -167,7 +167,10 @@ SERVER_KINDS = ("daphne", "uvicorn")
 #: uvicorn as deploy/uvicorn.sh runs it, minus the limits (the daphne processes run with
 #: daphne's defaults too): the gate is the only authority for proxy headers
 #: (``--no-proxy-headers``), no compression, the demo's lifespan handler flushes the audit
-#: trail at shutdown (``auto``: the test applications without one start too).
+#: trail at shutdown (``auto``: the test applications without one start too). A short
+#: graceful-shutdown bound (deploy: 10 s): at SIGTERM uvicorn waits for every consumer task,
+#: and a channels-redis receive cancelled in the middle of its blocking Redis read takes
+#: seconds to end (daphne cancels and moves on); tests need not wait for that.
 UVICORN_ARGS = (
     "--ws",
     "websockets-sansio",
@@ -176,6 +179,8 @@ UVICORN_ARGS = (
     "--no-proxy-headers",
     "--ws-per-message-deflate",
     "false",
+    "--timeout-graceful-shutdown",
+    "3",
 )
 
 
