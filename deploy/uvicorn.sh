@@ -8,7 +8,12 @@ PORT=${1:?port}
 # --ws-ping-interval/--ws-ping-timeout = daphne --ping-interval/--ping-timeout
 # --timeout-graceful-shutdown ~ daphne --application-close-timeout
 # --ws-per-message-deflate false: no compression (daphne never negotiates it).
-# --no-proxy-headers / --forwarded-allow-ips: the secure_ws gate resolves proxies itself.
+# --no-proxy-headers: the secure_ws gate is the one authority for proxy headers
+#   (SECURE_WS_TRUSTED_PROXIES); with uvicorn's on, the gate logs a warning.
+# --lifespan on: secure_ws.shutdown.lifespan writes the buffered audit records at shutdown
+#   (uvicorn re-raises SIGTERM afterwards, so atexit never runs).
+# Logs: the demo's LOGGING puts secure_ws.logging.RedactSecretsFilter on uvicorn's loggers
+#   (uvicorn logs each WebSocket request line with its query string).
 exec uvicorn project.asgi:application \
   --host 127.0.0.1 --port "$PORT" \
   --ws websockets-sansio \
@@ -19,4 +24,4 @@ exec uvicorn project.asgi:application \
   --timeout-keep-alive 5 \
   --no-proxy-headers \
   --no-server-header \
-  --lifespan off
+  --lifespan on

@@ -293,11 +293,30 @@ TEMPLATES[0]["OPTIONS"]["context_processors"].append(csp_context_processor())  #
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # No token, ticket or password in any log line, whoever writes it (docs/deploy.md):
+    # the filter sits on the handler, so it sees the records of every logger below it.
+    "filters": {"redact_secrets": {"()": "secure_ws.logging.RedactSecretsFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "secure_ws": {"level": os.environ.get("SECURE_WS_LOG_LEVEL", "INFO")},
         "project": {"level": "INFO"},
+        # Loggers with handlers of their own write through the redacting one instead:
+        # uvicorn's (set up before Django; uvicorn.error logs each WebSocket request line
+        # with its query string, uvicorn.asgi whole scopes at --log-level trace) and Django's
+        # defaults. Listing uvicorn's children keeps the levels --log-level gave them.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {},
+        "uvicorn.asgi": {},
+        "uvicorn.access": {"handlers": ["console"], "propagate": False},
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

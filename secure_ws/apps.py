@@ -23,3 +23,8 @@ class SecureWSConfig(AppConfig):
         from secure_ws.shutdown import install_daphne_shutdown
 
         install_daphne_shutdown()
+        # daphne's access log is a stream, not a logger: redact what it writes (no-op
+        # without daphne).
+        from secure_ws.logging import install_daphne_access_log_redaction
+
+        install_daphne_access_log_redaction()

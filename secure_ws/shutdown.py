@@ -120,3 +120,27 @@ def flush_audit() -> bool:
     except Exception:
         logger.exception("audit flush at shutdown failed")
         return False
+
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """ASGI lifespan application: flush the audit writer when the server shuts down.
+
+    uvicorn ends a SIGTERM by re-raising the signal with the default handler once its
+    graceful shutdown is over, so the process dies without running ``atexit`` and the
+    audit writer's exit flush never runs: the records still buffered (up to
+    ``AUDIT_FLUSH_INTERVAL`` of them) would be lost. uvicorn does send the lifespan
+    ``shutdown`` event after the last connection closed; route ``"lifespan"`` to this in
+    ``ProtocolTypeRouter`` and run uvicorn with ``--lifespan on`` (docs/deploy.md). daphne
+    sends no lifespan events; its flush is the reactor trigger above.
+    """
+    import asyncio
+
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            # The ORM refuses the event loop's thread.
+            await asyncio.to_thread(flush_audit)
+            await send({"type": "lifespan.shutdown.complete"})
+            return

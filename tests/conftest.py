@@ -167,14 +167,92 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: The ASGI servers the end-to-end security tests run on. A test marked
+#: ``@pytest.mark.servers`` (or a module with it in ``pytestmark``) that uses ``asgi_server``
+#: runs once per server; ``@pytest.mark.servers("uvicorn")`` picks some.
+SERVER_KINDS = ("daphne", "uvicorn")
+
+#: uvicorn as deploy/uvicorn.sh runs it, minus the limits (the daphne processes run with
+#: daphne's defaults too): the gate is the only authority for proxy headers
+#: (``--no-proxy-headers``), no compression, the demo's lifespan handler flushes the audit
+#: trail at shutdown (``auto``: the test applications without one start too). A short
+#: graceful-shutdown bound (deploy: 10 s): at SIGTERM uvicorn waits for every consumer task,
+#: and a channels-redis receive cancelled in the middle of its blocking Redis read takes
+#: seconds to end (daphne cancels and moves on); tests need not wait for that.
+UVICORN_ARGS = (
+    "--ws",
+    "websockets-sansio",
+    "--lifespan",
+    "auto",
+    "--no-proxy-headers",
+    "--ws-per-message-deflate",
+    "false",
+    "--timeout-graceful-shutdown",
+    "3",
+)
+
+
+@dataclass(frozen=True)
+class ServerTraits:
+    """What each server does differently, so that one test asserts each server's behaviour.
+
+    Only real differences of the servers live here; everything else is asserted the same.
+    """
+
+    kind: str
+    #: Close codes the server can send: daphne (autobahn) sends only 1000 and 3000-4999,
+    #: so the consumer falls back to the 4xxx stand-in (``private_close_code``).
+    sends_standard_close_codes: bool
+    #: Whether the server turns a ``Daphne-Root-Path`` header into ``scope["root_path"]``
+    #: (only daphne does; the gate refuses it from an untrusted peer, uvicorn ignores it).
+    honours_root_path_header: bool
+    #: Whether the server parses ``Origin`` itself and answers 400 to a port it cannot read
+    #: before the application sees the handshake (autobahn does; uvicorn leaves it to the
+    #: gate, which answers 403).
+    rejects_unparsable_origin_port: bool
+    #: Whether repeated header lines reach the application joined into one value (autobahn
+    #: joins them; uvicorn passes each line and the gate refuses the duplicate).
+    joins_repeated_headers: bool
+
+    def close_code(self, code: int) -> int:
+        """The close code a client receives when the application closes with ``code``."""
+        from secure_ws.codes import private_close_code
+
+        return code if self.sends_standard_close_codes else private_close_code(code)
+
+
+SERVER_TRAITS = {
+    "daphne": ServerTraits(
+        "daphne",
+        sends_standard_close_codes=False,
+        honours_root_path_header=True,
+        rejects_unparsable_origin_port=True,
+        joins_repeated_headers=True,
+    ),
+    "uvicorn": ServerTraits(
+        "uvicorn",
+        sends_standard_close_codes=True,
+        honours_root_path_header=False,
+        rejects_unparsable_origin_port=False,
+        joins_repeated_headers=False,
+    ),
+}
+
+
 @dataclass
-class DaphneServer:
-    """A real daphne process serving an ASGI application on a loopback port."""
+class ServerProcess:
+    """A real ASGI server process (daphne, or uvicorn: ``kind``) on a loopback port."""
 
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    kind: str = "daphne"
+
+    @property
+    def expect(self) -> ServerTraits:
+        """This server's entry of the per-server expectation table."""
+        return SERVER_TRAITS[self.kind]
 
     @property
     def ws_url(self) -> str:
@@ -201,50 +279,31 @@ class DaphneServer:
                 self.process.wait(timeout=5)
 
 
+#: The name the daphne-only tests know it by.
+DaphneServer = ServerProcess
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daphne exited early:\n{log_path.read_text(errors='replace')}")
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
         if _reachable("127.0.0.1", port):
             return
         time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"daphne did not listen in time:\n{log_path.read_text(errors='replace')}")
+    raise RuntimeError(f"server did not listen in time:\n{log_path.read_text(errors='replace')}")
 
 
-@pytest.fixture
-def daphne_server(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., DaphneServer]]:
-    """Start real daphne processes on free loopback ports; stop them after the test.
-
-    Call it as ``daphne_server(application="project.asgi:application", env={...},
-    daphne_args=[...])``. The processes use the test database (whose rows the test must
-    commit: this fixture implies ``transactional_db``) and the run's Redis key prefix.
-    """
-    from django.db import connection
-
-    servers: list[DaphneServer] = []
-    db = connection.settings_dict
-
-    def start(
-        application: str = "project.asgi:application",
-        env: dict[str, str] | None = None,
-        daphne_args: list[str] | None = None,
-        settings_module: str = "tests.settings",
-    ) -> DaphneServer:
-        port = free_port()
-        log_path = tmp_path / f"daphne-{port}.log"
-        port_origin = f"http://127.0.0.1:{port},http://localhost:{port}"
-        server_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": settings_module,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "SECURE_WS_ALLOWED_ORIGINS": port_origin,
-            "SECURE_WS_REQUIRE_TLS": "0",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        command = [
+def _server_command(
+    kind: str,
+    port: int,
+    application: str,
+    daphne_args: list[str] | None,
+    uvicorn_args: list[str] | None,
+) -> list[str]:
+    if kind == "daphne":
+        return [
             sys.executable,
             "-m",
             "daphne",
@@ -255,15 +314,112 @@ def daphne_server(transactional_db: None, tmp_path: Path) -> Iterator[Callable[.
             *(daphne_args or []),
             application,
         ]
+    if kind == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *(UVICORN_ARGS if uvicorn_args is None else uvicorn_args),
+            application,
+        ]
+    raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
+
+
+def _server_starter(
+    tmp_path: Path, default_kind: str, servers: list[ServerProcess]
+) -> Callable[..., ServerProcess]:
+    from django.db import connection
+
+    db = connection.settings_dict
+
+    def start(
+        application: str = "project.asgi:application",
+        env: dict[str, str] | None = None,
+        daphne_args: list[str] | None = None,
+        settings_module: str = "tests.settings",
+        *,
+        uvicorn_args: list[str] | None = None,
+        kind: str | None = None,
+    ) -> ServerProcess:
+        server_kind = kind or default_kind
+        port = free_port()
+        log_path = tmp_path / f"{server_kind}-{port}.log"
+        port_origin = f"http://127.0.0.1:{port},http://localhost:{port}"
+        server_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": settings_module,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "SECURE_WS_ALLOWED_ORIGINS": port_origin,
+            "SECURE_WS_REQUIRE_TLS": "0",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        command = _server_command(server_kind, port, application, daphne_args, uvicorn_args)
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 command, cwd=ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
             )
-        server = DaphneServer(port=port, process=process, log_path=log_path, env=server_env)
+        server = ServerProcess(
+            port=port, process=process, log_path=log_path, env=server_env, kind=server_kind
+        )
         servers.append(server)
         _wait_for_port(port, process, log_path)
         return server
 
-    yield start
+    return start
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "servers(*kinds): run the test once per ASGI server through the asgi_server fixture "
+        f"(default: {', '.join(SERVER_KINDS)})",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``server_kind`` for tests marked ``servers`` (the one place to choose)."""
+    marker = metafunc.definition.get_closest_marker("servers")
+    if marker is not None and "server_kind" in metafunc.fixturenames:
+        metafunc.parametrize("server_kind", marker.args or SERVER_KINDS, indirect=True)
+
+
+@pytest.fixture
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """The ASGI server of this test: the ``servers`` marker's parameter, else daphne."""
+    return str(getattr(request, "param", "daphne"))
+
+
+@pytest.fixture
+def asgi_server(
+    transactional_db: None, tmp_path: Path, server_kind: str
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start real ASGI server processes (``server_kind``) on free loopback ports.
+
+    Same call as ``daphne_server``, plus ``uvicorn_args=[...]`` (replaces ``UVICORN_ARGS``)
+    and ``kind=`` to start another server than the test's. ``server.expect`` holds what the
+    server does differently (``ServerTraits``).
+    """
+    servers: list[ServerProcess] = []
+    yield _server_starter(tmp_path, server_kind, servers)
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def daphne_server(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start real daphne processes on free loopback ports; stop them after the test.
+
+    Call it as ``daphne_server(application="project.asgi:application", env={...},
+    daphne_args=[...])``. The processes use the test database (whose rows the test must
+    commit: this fixture implies ``transactional_db``) and the run's Redis key prefix.
+    Tests that should run on every server use ``asgi_server`` and the ``servers`` marker.
+    """
+    servers: list[ServerProcess] = []
+    yield _server_starter(tmp_path, "daphne", servers)
     for server in servers:
         server.stop()

@@ -1,7 +1,8 @@
 """Revocation: sid claims, logout, deactivation and password change kick the right connections.
 
 In-process tests use the real channels-redis layer and real Redis; the last tests run two
-real daphne processes and close connections held by either of them.
+real server processes (daphne, then uvicorn: ``servers`` marker) and close connections held
+by either of them.
 """
 
 from __future__ import annotations
@@ -274,10 +275,11 @@ async def still_open(conn: ClientConnection) -> bool:
 
 
 @pytest.mark.e2e
+@pytest.mark.servers
 async def test_logout_closes_that_sessions_connections_on_both_processes(
-    demo_users: dict[str, Any], daphne_server: Callable[..., Any]
+    demo_users: dict[str, Any], asgi_server: Callable[..., Any]
 ) -> None:
-    first, second = daphne_server(), daphne_server()
+    first, second = asgi_server(), asgi_server()
     client = Client()
     doomed = await in_thread(obtain_pair)(client, "alice")
     kept = await in_thread(obtain_pair)(client, "alice")
@@ -304,10 +306,11 @@ async def test_logout_closes_that_sessions_connections_on_both_processes(
 
 
 @pytest.mark.e2e
+@pytest.mark.servers
 async def test_deactivating_a_user_closes_their_connections_on_both_processes(
-    demo_users: dict[str, Any], daphne_server: Callable[..., Any], token_for: Callable[..., str]
+    demo_users: dict[str, Any], asgi_server: Callable[..., Any], token_for: Callable[..., str]
 ) -> None:
-    first, second = daphne_server(), daphne_server()
+    first, second = asgi_server(), asgi_server()
     alice, bob = demo_users["alice"], demo_users["bob"]
     alice_first = await open_ws(first, token_for(alice))
     alice_second = await open_ws(second, token_for(alice))
@@ -331,15 +334,16 @@ async def test_deactivating_a_user_closes_their_connections_on_both_processes(
 
 
 @pytest.mark.e2e
-def test_admin_disconnect_closes_a_connection_held_by_a_daphne_process(
-    demo_users: dict[str, Any], daphne_server: Callable[..., Any], token_for: Callable[..., str]
+@pytest.mark.servers
+def test_admin_disconnect_closes_a_connection_held_by_a_server_process(
+    demo_users: dict[str, Any], asgi_server: Callable[..., Any], token_for: Callable[..., str]
 ) -> None:
     import time
 
     from secure_ws.audit.admin import ADMIN_DISCONNECT_KIND
     from secure_ws.audit.models import ConnectionRecord, SecurityEvent
 
-    server = daphne_server()
+    server = asgi_server()
     loop = asyncio.new_event_loop()
     try:
         conn = loop.run_until_complete(open_ws(server, token_for(demo_users["carol"])))

@@ -24,6 +24,7 @@ from secure_ws.connection import MAX_USER_AGENT_CHARS, get_connection_info
 from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
 from secure_ws.gate.handshake import lenient_headers
+from secure_ws.gate.server_proxy import warn_if_server_rewrites_proxy_headers
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -112,9 +113,12 @@ class ClientAddressMiddleware(GateStep):
         client = scope.get("client")
         peer = str(client[0]) if client else None
         info.client_ip = peer or ""
-        trusted = _networks(
+        trusted_proxies = (
             get_settings().TRUSTED_PROXIES if self.trusted_proxies is None else self.trusted_proxies
         )
+        # One authority for proxy headers: warn (once) if uvicorn already rewrote them.
+        warn_if_server_rewrites_proxy_headers(tuple(trusted_proxies))
+        trusted = _networks(tuple(trusted_proxies))
         headers = lenient_headers(scope, _READ)
         info.client_ip, info.scheme, info.via_trusted_proxy = resolve_client(
             peer,

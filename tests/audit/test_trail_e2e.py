@@ -1,8 +1,8 @@
-"""The audit trail from outside: a scripted mix of attempts against real daphne is all there.
+"""The audit trail from outside: a scripted mix of attempts against a real server is all there.
 
 N attempts (accepted, each kind of gate refusal, a refusal flood) must be accounted for as
 exactly N in the database, no secret may reach any column, and every accepted connection's
-row must carry its close.
+row must carry its close. Each test runs on daphne and on uvicorn (``servers`` marker).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
 from secure_ws.codes import APP_SUBPROTOCOL, Reason
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.servers]
 
 FLOOD = 40
 HANG_GUARD = 15
@@ -61,9 +61,9 @@ def wait_until(predicate: Callable[[], bool]) -> None:
 
 
 def test_every_attempt_is_accounted_for_and_nothing_secret_is_stored(
-    demo_users: dict[str, Any], daphne_server: Callable[..., Any], token_for: Callable[..., str]
+    demo_users: dict[str, Any], asgi_server: Callable[..., Any], token_for: Callable[..., str]
 ) -> None:
-    server = daphne_server(settings_module="tests.audit.daphne_settings")
+    server = asgi_server(settings_module="tests.audit.daphne_settings")
     alice = demo_users["alice"]
     good = token_for(alice)
     expired = AccessToken.for_user(alice)
@@ -119,9 +119,9 @@ def test_every_attempt_is_accounted_for_and_nothing_secret_is_stored(
 
 
 def test_records_still_buffered_at_shutdown_are_written_on_sigterm(
-    demo_users: dict[str, Any], daphne_server: Callable[..., Any], token_for: Callable[..., str]
+    demo_users: dict[str, Any], asgi_server: Callable[..., Any], token_for: Callable[..., str]
 ) -> None:
-    server = daphne_server(settings_module="tests.audit.shutdown_settings")
+    server = asgi_server(settings_module="tests.audit.shutdown_settings")
     good = token_for(demo_users["bob"])
 
     async def script() -> list[bool]:

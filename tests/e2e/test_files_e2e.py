@@ -1,7 +1,8 @@
-"""File events from outside: real daphne processes, the ``websockets`` client, real Redis.
+"""File events from outside: real server processes, the ``websockets`` client, real Redis.
 
-The demo application (``project.asgi``) runs behind the full gate; clients authenticate
-with ``bearer.<jwt>`` subprotocol entries exactly as the JS client does.
+The demo application (``project.asgi``) runs behind the full gate, on daphne and on uvicorn
+(``servers`` marker); clients authenticate with ``bearer.<jwt>`` subprotocol entries exactly
+as the JS client does.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason, private_close_code
+from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.servers]
 
 WS_PATH = "/ws/files/"
 #: Guards against hangs only; no test asserts how fast anything is.
@@ -39,9 +40,9 @@ def server_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def start(daphne_server: Callable[..., Any], server_env: dict[str, str]) -> Callable[..., Any]:
+def start(asgi_server: Callable[..., Any], server_env: dict[str, str]) -> Callable[..., Any]:
     def start_server(**env: str) -> Any:
-        return daphne_server(env={**server_env, **env})
+        return asgi_server(env={**server_env, **env})
 
     return start_server
 
@@ -173,7 +174,7 @@ async def test_an_http_upload_reaches_websocket_subscribers(
     await carol.close()
 
 
-async def test_two_daphne_processes_deliver_each_others_events(
+async def test_two_server_processes_deliver_each_others_events(
     start: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
 ) -> None:
     first, second = start(), start()
@@ -251,7 +252,7 @@ async def test_a_token_that_expires_mid_connection_closes_with_4401(
         ("[]", ErrorCode.INVALID_MESSAGE),
     ],
 )
-async def test_frames_that_crash_plain_channels_consumers_are_answered_on_daphne(
+async def test_frames_that_crash_plain_channels_consumers_are_answered(
     start: Callable[..., Any], demo_users: dict[str, Any], token_for: Any, frame: str, code: str
 ) -> None:
     server = start()
@@ -264,10 +265,10 @@ async def test_frames_that_crash_plain_channels_consumers_are_answered_on_daphne
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(conn.recv(), HANG_GUARD)
     # daphne cannot send 1003 (autobahn allows only 1000 and 3000-4999): 4003 stands in.
-    assert conn.close_code == private_close_code(CloseCode.UNSUPPORTED_DATA)
+    assert conn.close_code == server.expect.close_code(CloseCode.UNSUPPORTED_DATA)
 
 
-async def test_policy_closes_reach_the_client_as_4xxx_stand_ins_on_daphne(
+async def test_policy_closes_reach_the_client_with_a_code_the_server_can_send(
     start: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
 ) -> None:
     server = start()
@@ -286,11 +287,11 @@ async def test_policy_closes_reach_the_client_as_4xxx_stand_ins_on_daphne(
     except ConnectionClosed:
         pass
     assert codes[-1] == Reason.TOO_MANY_VIOLATIONS
-    assert conn.close_code == private_close_code(CloseCode.POLICY_VIOLATION)
+    assert conn.close_code == server.expect.close_code(CloseCode.POLICY_VIOLATION)
 
     big = await open_ws(server, token_for(demo_users["carol"]))
     await big.send("x" * (300 * 1024))
     assert (await next_frame(big))["payload"]["code"] == Reason.TOO_LARGE
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(big.recv(), HANG_GUARD)
-    assert big.close_code == private_close_code(CloseCode.MESSAGE_TOO_BIG)
+    assert big.close_code == server.expect.close_code(CloseCode.MESSAGE_TOO_BIG)
