@@ -121,6 +121,7 @@ def test_flush_gives_up_after_its_timeout_while_another_flush_runs(
 
     monkeypatch.setattr(database, "write_batch", slow_write)
     run_one_connection(writer)
+
     def flush_in_a_thread() -> None:
         try:
             writer.flush()
