@@ -153,9 +153,11 @@ class AuditWriter:
                 logger.exception("audit sink %s failed", type(sink).__name__)
         ok = True
         if "database" in names:
+            # Formatted before taking the lock: an overflowing caller on the loop waits on it.
+            records = [to_pending(entry) for entry in drained]
             with self._lock:
-                for entry in drained:
-                    self._batcher.add(to_pending(entry))
+                for record in records:
+                    self._batcher.add(record)
             ok = self._database.write(self._batcher, self._lock, final=final, deadline=deadline)
         else:
             with self._lock:
