@@ -48,6 +48,8 @@ SECURE_WS = {
     "BYTE_RATE": 10**9,
     "MAX_TOKEN_LIFETIME": 3 * 3600,
     "AUDIT_ENABLED": os.environ.get("BENCH_AUDIT", "1") == "1",
+    # "No audit" means none: AUDIT_ENABLED = False alone keeps the metrics sink running.
+    **({} if os.environ.get("BENCH_AUDIT", "1") == "1" else {"AUDIT_SINKS": []}),
 }
 LOGGING = {
     "version": 1,

@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from channels.db import aclose_old_connections
@@ -32,7 +34,7 @@ from channels.exceptions import StopConsumer
 from pydantic import BaseModel
 
 from secure_ws import signals
-from secure_ws.audit.sink import get_audit_sink
+from secure_ws.audit.sink import AuditSink, get_audit_sink
 from secure_ws.backpressure import SLOW_CLOSE_GRACE, OutputBound
 from secure_ws.codes import CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
@@ -340,19 +342,25 @@ class AuditedConsumer(SplitDispatchConsumer):
         """Log, audit and signal one security event of this connection (never raw input)."""
         info = self.connection
         logger.info("security event %s: connection_id=%s", kind, info.connection_id)
-        self._audit("security_event", info, kind, detail)
-        signals.security_event.send_robust(sender=None, info=info, kind=kind, detail=detail)
+        with self._audit_guard():
+            self._audit_sink().security_event(info, kind, detail)
+        signals.send_soon(signals.security_event, info=info, kind=kind, detail=detail)
 
     def _count_handler_error(self, where: str) -> None:
         self.handler_errors += 1
         logger.exception("%s failed: connection_id=%s", where, self.connection.connection_id)
-        self._audit("security_event", self.connection, ErrorCode.SERVER_ERROR.value, where)
+        with self._audit_guard():
+            self._audit_sink().security_event(self.connection, ErrorCode.SERVER_ERROR.value, where)
 
-    def _audit(self, method: str, *args: Any) -> None:
+    def _audit_sink(self) -> AuditSink:
+        return get_audit_sink()
+
+    @contextmanager
+    def _audit_guard(self) -> Iterator[None]:
+        """Log an audit sink failure and carry on: audit never decides a connection."""
         try:
-            getattr(get_audit_sink(), method)(*args)
+            yield
         except Exception:
-            # Audit failures never decide a connection; keep serving.
             logger.exception("audit sink failed: connection_id=%s", self.connection.connection_id)
 
     # ------------------------------------------------------------------ the end
@@ -385,10 +393,9 @@ class AuditedConsumer(SplitDispatchConsumer):
                 await self.on_close(code)
             except Exception:
                 self._count_handler_error("on_close")
-            self._audit("connection_closed", self.connection, int(code))
-            signals.connection_closed.send_robust(
-                sender=None, info=self.connection, close_code=code
-            )
+            with self._audit_guard():
+                self._audit_sink().connection_closed(self.connection, int(code))
+            await signals.send(signals.connection_closed, info=self.connection, close_code=code)
         try:
             await aclose_old_connections()
         except Exception:

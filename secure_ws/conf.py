@@ -92,7 +92,8 @@ DEFAULTS: dict[str, Any] = {
         "text/plain",
     ],
     # Audit.
-    "AUDIT_ENABLED": True,
+    "AUDIT_ENABLED": True,  # False: no audit trail (log, database); metrics keep running
+    "AUDIT_SINKS": ["log", "metrics", "database"],
     "AUDIT_BUFFER_SIZE": 10000,
     "AUDIT_BATCH_SIZE": 500,
     "AUDIT_FLUSH_INTERVAL": 1.0,  # seconds
@@ -107,6 +108,9 @@ DEFAULTS: dict[str, Any] = {
 IMPORT_STRINGS = frozenset({"FOLDER_POLICY"})
 
 _REFUSAL_MODES = ("reject", "close")
+
+#: The audit sinks ``AUDIT_SINKS`` may name (:mod:`secure_ws.audit.sinks`).
+AUDIT_SINK_NAMES = ("log", "metrics", "database")
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ class SecureWSSettings:
     MAX_FILE_SIZE: int
     ALLOWED_CONTENT_TYPES: tuple[str, ...]
     AUDIT_ENABLED: bool
+    AUDIT_SINKS: tuple[str, ...]
     AUDIT_BUFFER_SIZE: int
     AUDIT_BATCH_SIZE: int
     AUDIT_FLUSH_INTERVAL: float
@@ -184,6 +189,12 @@ def _is_number(value: object) -> bool:
 
 def _is_str_list(value: object) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
+def _is_sink_list(value: object) -> bool:
+    if not isinstance(value, list | tuple) or not _is_str_list(value):
+        return False
+    return set(value) <= set(AUDIT_SINK_NAMES) and len(set(value)) == len(value)
 
 
 def _positive_int(value: object) -> bool:
@@ -281,6 +292,7 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "MAX_FILE_SIZE": (_positive_int, "a positive int (bytes)"),
     "ALLOWED_CONTENT_TYPES": (_is_str_list, "a list of MIME types"),
     "AUDIT_ENABLED": (_is_bool, "a bool"),
+    "AUDIT_SINKS": (_is_sink_list, f"a list of distinct names from {list(AUDIT_SINK_NAMES)}"),
     "AUDIT_BUFFER_SIZE": (_positive_int, "a positive int"),
     "AUDIT_BATCH_SIZE": (_positive_int, "a positive int"),
     "AUDIT_FLUSH_INTERVAL": (_positive_number, "a positive number of seconds"),

@@ -189,8 +189,9 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         self.attach_output()
         install_drop_monitor()
         info = self.connection
-        self._audit("connection_opened", info)
-        signals.connection_accepted.send_robust(sender=None, info=info)
+        with self._audit_guard():
+            self._audit_sink().connection_opened(info)
+        await signals.send(signals.connection_accepted, info=info)
         traffic = self.traffic
         assert traffic is not None
         warning = traffic.limits.token_expiry_warning

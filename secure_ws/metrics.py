@@ -1,8 +1,9 @@
-"""Prometheus metrics, fed by the audit sink calls, and the opt-in ``/metrics`` view.
+"""Prometheus metrics, fed by the audit writer, and the opt-in ``/metrics`` view.
 
 The gate and the consumer never call this module: every accepted, refused and closed
-connection and every violation already goes through the audit sink, which updates these
-metrics on the way (see :class:`secure_ws.audit.writer.AuditWriter`).
+connection and every violation already goes through the audit writer, whose flusher
+updates these metrics (the ``metrics`` entry of ``AUDIT_SINKS``, see
+:class:`secure_ws.audit.sinks.MetricsSink`), within ``AUDIT_FLUSH_INTERVAL`` of the event.
 
 Multi-process servers: each process exposes its own metrics (per-process endpoint, the
 default ``prometheus_client`` registry); run one daphne per port and scrape every port, or
@@ -17,13 +18,11 @@ user or a request carrying ``Authorization: Bearer <METRICS_TOKEN>``.
 from __future__ import annotations
 
 import hmac
-import time
 
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from secure_ws.conf import get_settings
-from secure_ws.connection import ConnectionInfo
 
 CONNECTIONS_ACCEPTED = Counter(
     "secure_ws_connections_accepted_total", "WebSocket connections accepted by the gate."
@@ -65,29 +64,25 @@ HANDSHAKE_LATENCY = Histogram(
 FANOUT_DROP_KIND = "group_over_capacity"
 
 
-def _observe_handshake(info: ConnectionInfo) -> None:
-    HANDSHAKE_LATENCY.observe(max(0.0, time.time() - info.opened_at))
-
-
-def observe_accepted(info: ConnectionInfo) -> None:
+def observe_accepted(handshake_seconds: float) -> None:
     """Count an accepted connection and its handshake time."""
     CONNECTIONS_ACCEPTED.inc()
     LIVE_CONNECTIONS.inc()
-    _observe_handshake(info)
+    HANDSHAKE_LATENCY.observe(max(0.0, handshake_seconds))
 
 
-def observe_refused(info: ConnectionInfo, reason: str) -> None:
+def observe_refused(reason: str, handshake_seconds: float) -> None:
     """Count a refusal by reason and its handshake time."""
     CONNECTIONS_REFUSED.labels(reason=reason).inc()
-    _observe_handshake(info)
+    HANDSHAKE_LATENCY.observe(max(0.0, handshake_seconds))
 
 
-def observe_closed(info: ConnectionInfo) -> None:
+def observe_closed(messages_in: int, messages_out: int, events_dropped: int) -> None:
     """Count a close and the connection's traffic."""
     LIVE_CONNECTIONS.dec()
-    MESSAGES_IN.inc(info.messages_in)
-    MESSAGES_OUT.inc(info.messages_out)
-    EVENTS_DROPPED.inc(info.events_dropped)
+    MESSAGES_IN.inc(messages_in)
+    MESSAGES_OUT.inc(messages_out)
+    EVENTS_DROPPED.inc(events_dropped)
 
 
 def observe_security_event(kind: str) -> None:

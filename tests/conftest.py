@@ -93,29 +93,29 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
     database that is in use.
     """
     yield
-    from secure_ws.audit.writer import get_writer
+    from secure_ws.audit.writer import stop_writer
 
-    if get_writer.cache_info().currsize:
-        with django_db_blocker.unblock():
-            get_writer().stop()
+    with django_db_blocker.unblock():
+        stop_writer()
 
 
 @pytest.fixture(autouse=True)
 def _audit_writer_settles_before_db_teardown(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Stop this process's audit flusher before pytest-django flushes the test database.
+    """Flush and stop this process's audit writer before the test database is reset.
 
     A flusher thread inserting audit rows while pytest-django TRUNCATEs the tables after a
-    transactional test deadlocks in PostgreSQL. Setting the database fixture up first makes
-    this teardown run before its flush; the thread restarts with the next audit record.
+    transactional test deadlocks in PostgreSQL. Requesting the test's database fixture
+    first makes this teardown run before the database's; the writer starts again with the
+    next audit record.
     """
-    uses_database = bool({"db", "transactional_db"} & set(request.fixturenames))
-    if uses_database:
-        request.getfixturevalue("_django_db_helper")
+    database = [name for name in ("transactional_db", "db") if name in request.fixturenames]
+    for name in database:
+        request.getfixturevalue(name)
     yield
-    from secure_ws.audit.writer import get_writer
+    if database:
+        from secure_ws.audit.writer import stop_writer
 
-    if uses_database and get_writer.cache_info().currsize:
-        get_writer().stop()
+        stop_writer()
 
 
 @pytest.fixture(autouse=True)

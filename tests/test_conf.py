@@ -32,6 +32,9 @@ def test_unknown_key_with_trailing_space_gets_a_did_you_mean() -> None:
         ("REDIS_URL", "http://127.0.0.1"),
         ("SUBSCRIPTION_RECHECK_INTERVAL", -1),
         ("ROOT_PATH", "app/"),
+        ("AUDIT_SINKS", ["database", "syslog"]),
+        ("AUDIT_SINKS", ["log", "log"]),
+        ("AUDIT_SINKS", "log"),
     ],
 )
 def test_wrong_values_are_reported(key: str, value: object) -> None:
@@ -58,6 +61,7 @@ CANDIDATE_VALUES: list[object] = [
     ["https://a.example"],
     "other_prefix",
     "/app",
+    ["metrics"],
 ]
 
 

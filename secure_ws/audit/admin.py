@@ -23,32 +23,12 @@ from django.utils import timezone
 
 from secure_ws.audit.dashboard import build_dashboard
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
+from secure_ws.audit.records import EXPORT_FIELDS
 from secure_ws.codes import Outcome
 from secure_ws.revocation import kick_channel
 
 #: Columns of the CSV export, in order.
-CSV_COLUMNS = (
-    "opened_at",
-    "closed_at",
-    "connection_id",
-    "outcome",
-    "reason",
-    "count",
-    "username",
-    "client_ip",
-    "origin",
-    "path",
-    "auth_method",
-    "duration",
-    "close_code",
-    "messages_in",
-    "messages_out",
-    "bytes_in",
-    "bytes_out",
-    "violations",
-    "user_agent",
-    "server",
-)
+CSV_COLUMNS = EXPORT_FIELDS
 
 #: Security-event kind recorded when an operator disconnects a connection.
 ADMIN_DISCONNECT_KIND = "admin_disconnect"

@@ -10,10 +10,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from secure_ws.audit.records import (
+    EVENT_DETAIL_LENGTH,
+    EVENT_KIND_LENGTH,
+    MAX_LENGTHS,
+    OUTCOME_UNRECORDED,
+)
 from secure_ws.codes import AuthMethod, Outcome
 
-#: Outcome of the rows that account for audit records lost when the buffer was full.
-OUTCOME_UNRECORDED = "unrecorded"
+__all__ = ["OUTCOME_UNRECORDED", "ConnectionRecord", "RevokedSession", "SecurityEvent"]
 
 OUTCOME_CHOICES = [
     (Outcome.ACCEPTED.value, "accepted"),
@@ -31,7 +36,7 @@ class ConnectionRecord(models.Model):
     always gives the exact number of attempts.
     """
 
-    connection_id = models.CharField(max_length=64, unique=True)
+    connection_id = models.CharField(max_length=MAX_LENGTHS["connection_id"], unique=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -39,14 +44,16 @@ class ConnectionRecord(models.Model):
         on_delete=models.SET_NULL,
         related_name="ws_connections",
     )
-    username = models.CharField(max_length=150, blank=True)
-    client_ip = models.CharField(max_length=64, blank=True)
-    origin = models.CharField(max_length=255, blank=True)
-    user_agent = models.CharField(max_length=256, blank=True)
-    path = models.CharField(max_length=255, blank=True)
-    auth_method = models.CharField(max_length=16, choices=AUTH_METHOD_CHOICES, blank=True)
-    outcome = models.CharField(max_length=16, choices=OUTCOME_CHOICES)
-    reason = models.CharField(max_length=32, blank=True)
+    username = models.CharField(max_length=MAX_LENGTHS["username"], blank=True)
+    client_ip = models.CharField(max_length=MAX_LENGTHS["client_ip"], blank=True)
+    origin = models.CharField(max_length=MAX_LENGTHS["origin"], blank=True)
+    user_agent = models.CharField(max_length=MAX_LENGTHS["user_agent"], blank=True)
+    path = models.CharField(max_length=MAX_LENGTHS["path"], blank=True)
+    auth_method = models.CharField(
+        max_length=MAX_LENGTHS["auth_method"], choices=AUTH_METHOD_CHOICES, blank=True
+    )
+    outcome = models.CharField(max_length=MAX_LENGTHS["outcome"], choices=OUTCOME_CHOICES)
+    reason = models.CharField(max_length=MAX_LENGTHS["reason"], blank=True)
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text="seconds")
@@ -58,9 +65,9 @@ class ConnectionRecord(models.Model):
     violations = models.PositiveIntegerField(default=0)
     count = models.PositiveIntegerField(default=1, help_text="attempts this row stands for")
     aggregated = models.BooleanField(default=False)
-    note = models.CharField(max_length=255, blank=True)
-    server = models.CharField(max_length=128, blank=True, help_text="host:pid")
-    channel_name = models.CharField(max_length=128, blank=True)
+    note = models.CharField(max_length=MAX_LENGTHS["note"], blank=True)
+    server = models.CharField(max_length=MAX_LENGTHS["server"], blank=True, help_text="host:pid")
+    channel_name = models.CharField(max_length=MAX_LENGTHS["channel_name"], blank=True)
 
     class Meta:
         ordering = ["-opened_at"]
@@ -95,8 +102,8 @@ class SecurityEvent(models.Model):
     record = models.ForeignKey(
         ConnectionRecord, on_delete=models.CASCADE, related_name="security_events"
     )
-    kind = models.CharField(max_length=32)
-    detail = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(max_length=EVENT_KIND_LENGTH)
+    detail = models.CharField(max_length=EVENT_DETAIL_LENGTH, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:

@@ -1,21 +1,21 @@
-"""The one interface every accepted connection, security event, refusal and close goes through.
+"""The audit interface the gate and the consumer call, and the process's implementation.
 
-Sinks are called from the event loop and must not block: the database sink only appends
-to an in-memory buffer that a background flusher writes in batches.
+Every accepted connection, security event, refusal and close goes through
+:func:`get_audit_sink`. The calls come from the event loop and must not block: the
+writer only appends to an in-process buffer that a background flusher hands to the sinks
+(``AUDIT_SINKS``: log line, metrics, database). With no sink active the calls do nothing.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from functools import lru_cache
 from typing import Protocol
 
+from secure_ws.audit.sinks import active_sinks
+from secure_ws.audit.writer import get_writer
 from secure_ws.codes import Reason
-from secure_ws.conf import get_settings, register_cache_clearer
+from secure_ws.conf import register_cache_clearer
 from secure_ws.connection import ConnectionInfo
-
-audit_logger = logging.getLogger("secure_ws.audit")
 
 
 class AuditSink(Protocol):
@@ -35,7 +35,7 @@ class AuditSink(Protocol):
 
 
 class NullAuditSink:
-    """Records nothing: used when ``AUDIT_ENABLED`` is off."""
+    """Records nothing: used when no sink is active (``AUDIT_SINKS = []``)."""
 
     def connection_refused(self, info: ConnectionInfo, reason: Reason) -> None:
         return None
@@ -50,32 +50,11 @@ class NullAuditSink:
         return None
 
 
-def log_audit_line(event: str, info: ConnectionInfo, **extra: object) -> None:
-    """Write one structured JSON line for SIEMs to the ``secure_ws.audit`` logger."""
-    if not audit_logger.isEnabledFor(logging.INFO):
-        return
-    record = {
-        "event": event,
-        "connection_id": info.connection_id,
-        "client_ip": info.client_ip,
-        # ASGI paths carry no query string; strip one anyway, it may hold a token.
-        "path": info.path.split("?", 1)[0],
-        "origin": info.origin,
-        "auth_method": info.auth_method.value,
-        "user_id": info.user_id,
-        "username": info.username,
-        **extra,
-    }
-    audit_logger.info(json.dumps(record, default=str, sort_keys=True))
-
-
 @lru_cache(maxsize=1)
 def get_audit_sink() -> AuditSink:
-    """Return the process's audit sink, as the settings choose."""
-    if not get_settings().AUDIT_ENABLED:
+    """Return the process's audit sink, as ``AUDIT_SINKS`` and ``AUDIT_ENABLED`` choose."""
+    if not active_sinks():
         return NullAuditSink()
-    from secure_ws.audit.writer import get_writer
-
     return get_writer()
 
 

@@ -13,32 +13,40 @@ import logging
 import os
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from django.db import router
 from django.db.models import F
 
+from secure_ws.audit.records import (
+    CLOSE_FIELDS,
+    COUNTER_FIELDS,
+    KEEP_IF_EMPTY,
+    MAX_LENGTHS,
+    PendingRecord,
+)
 from secure_ws.codes import Outcome
 
 logger = logging.getLogger("secure_ws.audit.writer")
 
-RecordKind = Literal["open", "refuse", "close", "event"]
-
 #: Identity of this process, stored in every row (which process held a connection).
 SERVER_ID = f"{socket.gethostname()[:100]}:{os.getpid()}"
 
-
-@dataclass
-class PendingRecord:
-    """One buffered audit record: a snapshot, so later changes to the info do not leak in."""
-
-    kind: RecordKind
-    at: float
-    fields: dict[str, Any]
-    event_kind: str = ""
-    detail: str = ""
+#: PostgreSQL type of each close column, for the typed ``VALUES`` list of the close UPDATE.
+_CLOSE_SQL_TYPES = {
+    "closed_at": "timestamptz",
+    "duration": "double precision",
+    "close_code": "integer",
+    "messages_in": "bigint",
+    "messages_out": "bigint",
+    "bytes_in": "bigint",
+    "bytes_out": "bigint",
+    "violations": "integer",
+    "channel_name": "varchar",
+    "reason": "varchar",
+    "note": "varchar",
+}
 
 
 def to_datetime(epoch: float) -> datetime:
@@ -125,40 +133,24 @@ def update_closes(closes: list[PendingRecord]) -> set[str]:
     if connections[alias].vendor != "postgresql":
         return _update_closes_portable(latest)
     table = connections[alias].ops.quote_name(ConnectionRecord._meta.db_table)
-    row_sql = (
-        "(%s::varchar, %s::timestamptz, %s::double precision, %s::integer, %s::bigint,"
-        " %s::bigint, %s::bigint, %s::bigint, %s::integer, %s::varchar, %s::varchar,"
-        " %s::varchar)"
-    )
+    columns = ("connection_id", *CLOSE_FIELDS)
+    row_sql = "(%s::varchar, " + ", ".join(f"%s::{_CLOSE_SQL_TYPES[c]}" for c in CLOSE_FIELDS) + ")"
     params: list[Any] = []
     for connection_id, record in latest.items():
-        f = record.fields
-        params += [
-            connection_id,
-            to_datetime(record.at),
-            max(0.0, record.at - f["opened_at"]),
-            f["close_code"],
-            f["messages_in"],
-            f["messages_out"],
-            f["bytes_in"],
-            f["bytes_out"],
-            f["violations"],
-            f["channel_name"],
-            f.get("reason", ""),
-            f.get("note", ""),
-        ]
-    # Only the quoted table name and placeholders are interpolated; values are parameters.
+        values = close_values(record)
+        params += [connection_id, *(values[c] for c in CLOSE_FIELDS)]
+    assignments = ", ".join(
+        f"{c} = CASE WHEN v.{c} <> '' THEN v.{c} ELSE t.{c} END"
+        if c in KEEP_IF_EMPTY
+        else f"{c} = v.{c}"
+        for c in CLOSE_FIELDS
+    )
+    # Only the quoted table name, our own column names and placeholders are interpolated;
+    # values are parameters.
     sql = (
-        f"UPDATE {table} AS t SET closed_at = v.closed_at, duration = v.duration,"  # noqa: S608
-        " close_code = v.close_code, messages_in = v.messages_in,"
-        " messages_out = v.messages_out, bytes_in = v.bytes_in, bytes_out = v.bytes_out,"
-        " violations = v.violations, channel_name = CASE WHEN v.channel_name <> ''"
-        " THEN v.channel_name ELSE t.channel_name END,"
-        " reason = CASE WHEN v.reason <> '' THEN v.reason ELSE t.reason END,"
-        " note = CASE WHEN v.note <> '' THEN v.note ELSE t.note END"
+        f"UPDATE {table} AS t SET {assignments}"  # noqa: S608
         f" FROM (VALUES {', '.join([row_sql] * len(latest))})"
-        " AS v(connection_id, closed_at, duration, close_code, messages_in, messages_out,"
-        " bytes_in, bytes_out, violations, channel_name, reason, note)"
+        f" AS v({', '.join(columns)})"
         " WHERE t.connection_id = v.connection_id RETURNING t.connection_id"
     )
     with connections[alias].cursor() as cursor:
@@ -193,21 +185,6 @@ def drop_unknown_users(rows: Iterable[Any]) -> None:
             row.user_id = None
 
 
-CLOSE_FIELDS = (
-    "closed_at",
-    "duration",
-    "close_code",
-    "messages_in",
-    "messages_out",
-    "bytes_in",
-    "bytes_out",
-    "violations",
-    "channel_name",
-    "reason",
-    "note",
-)
-
-
 def new_row(record: PendingRecord) -> Any:
     from secure_ws.audit.models import ConnectionRecord
 
@@ -231,20 +208,27 @@ def new_row(record: PendingRecord) -> Any:
     )
 
 
-def apply_close(row: Any, record: PendingRecord) -> None:
+def close_values(record: PendingRecord) -> dict[str, Any]:
+    """Return the :data:`~secure_ws.audit.records.CLOSE_FIELDS` values of a close record."""
     f = record.fields
-    row.closed_at = to_datetime(record.at)
-    row.duration = max(0.0, record.at - f["opened_at"])
-    row.close_code = f["close_code"]
-    for name in ("messages_in", "messages_out", "bytes_in", "bytes_out", "violations"):
-        setattr(row, name, f[name])
-    if f["channel_name"]:
-        row.channel_name = f["channel_name"]
-    # The reason of a close the server decided (``slow_consumer``, ``revoked``, ...).
-    if f.get("reason"):
-        row.reason = f["reason"]
-    if f.get("note"):
-        row.note = f["note"][:255]
+    return {
+        "closed_at": to_datetime(record.at),
+        "duration": max(0.0, record.at - f["opened_at"]),
+        "close_code": f["close_code"],
+        **{name: f[name] for name in COUNTER_FIELDS},
+        "channel_name": f["channel_name"],
+        # The reason of a close the server decided (``slow_consumer``, ``revoked``, ...).
+        "reason": f.get("reason", ""),
+        "note": f.get("note", "")[: MAX_LENGTHS["note"]],
+    }
+
+
+def apply_close(row: Any, record: PendingRecord) -> None:
+    """Copy a close record's values onto the row of its open."""
+    for name, value in close_values(record).items():
+        if name in KEEP_IF_EMPTY and not value:
+            continue
+        setattr(row, name, value)
 
 
 def bump_row(
@@ -280,6 +264,6 @@ def bump_row(
             count=count,
             violations=violations,
             aggregated=True,
-            note=note[:255],
+            note=note[: MAX_LENGTHS["note"]],
             server=SERVER_ID,
         )

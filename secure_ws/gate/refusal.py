@@ -82,8 +82,12 @@ def log_refusal(info: ConnectionInfo, refusal: Refused) -> None:
     )
 
 
-def record_refusal(scope: Scope, refusal: Refused) -> None:
-    """Log (bounded under a flood), audit (always) and signal a refusal without answering."""
+async def record_refusal(scope: Scope, refusal: Refused) -> None:
+    """Log (bounded under a flood), audit (always) and signal a refusal without answering.
+
+    A receiver of ``connection_refused`` that raises is logged and ignored: the refusal
+    is answered exactly as without it (see :mod:`secure_ws.signals`).
+    """
     info = get_connection_info(scope)
     log_refusal(info, refusal)
     try:
@@ -91,7 +95,7 @@ def record_refusal(scope: Scope, refusal: Refused) -> None:
     except Exception:
         # Logging failures never decide a connection; the refusal stands.
         logger.exception("audit sink failed for connection_id=%s", info.connection_id)
-    signals.connection_refused.send(sender=None, info=info, reason=refusal.reason)
+    await signals.send(signals.connection_refused, info=info, reason=refusal.reason)
 
 
 async def refuse(
@@ -107,7 +111,7 @@ async def refuse(
         connect_received: the application already took the ``websocket.connect``
             message off the queue, so do not wait for it.
     """
-    record_refusal(scope, refusal)
+    await record_refusal(scope, refusal)
     if not connect_received:
         message = await receive()
         if message.get("type") != "websocket.connect":

@@ -189,6 +189,8 @@ def test_every_record_is_one_json_line_on_the_audit_logger(
         writer.security_event(conn, "too_large", "frame over limit")
         writer.connection_closed(conn, 1009)
         writer.connection_refused(info(), Reason.ORIGIN_REFUSED)
+        assert not [r for r in caplog.records if r.name == "secure_ws.audit"]  # not on the loop
+        assert writer.flush()
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "secure_ws.audit"]
     assert [line["event"] for line in lines] == ["accepted", "security_event", "closed", "refused"]
     assert all("SIGNATURE-SECRET" not in json.dumps(line) for line in lines)

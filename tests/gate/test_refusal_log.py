@@ -75,7 +75,7 @@ async def test_a_refusal_flood_logs_bounded_lines_and_audits_every_attempt(
     with caplog.at_level(logging.WARNING, logger="secure_ws.gate"):
         for _ in range(200):
             scope = {"type": "websocket", "path": "/ws/info/"}
-            refusal.record_refusal(scope, Refused(Reason.ORIGIN_REFUSED, "flood"))
+            await refusal.record_refusal(scope, Refused(Reason.ORIGIN_REFUSED, "flood"))
     lines = [r.getMessage() for r in caplog.records if r.name == "secure_ws.gate"]
     assert len(lines) == 5
     assert sink.refused == [Reason.ORIGIN_REFUSED.value] * 200
