@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from secure_ws.audit.models import ConnectionRecord
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
+from tests.conftest import UVICORN_ARGS
 from tests.e2e.test_gate_e2e import APP, raw_handshake
 
 pytestmark = [pytest.mark.e2e]
@@ -198,11 +199,12 @@ def test_control_characters_forge_no_log_line_and_are_stored_escaped(
     assert not any(ch in stored for ch in "\n\r\x1b\x07\x7f\u2028\u202e\u200f")
 
 
+@pytest.mark.servers("daphne")  # only daphne reads Daphne-Root-Path (SERVER_TRAITS)
 def test_a_root_path_is_refused_even_from_a_trusted_proxy(
-    daphne_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
+    asgi_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
 ) -> None:
     # Loopback is a trusted proxy here: daphne turns its Daphne-Root-Path into root_path.
-    server = daphne_server(
+    server = asgi_server(
         application=APP, env={**own_prefix(), "SECURE_WS_TRUSTED_PROXIES": "127.0.0.0/8"}
     )
     token = token_for(demo_users["alice"]).encode()
@@ -214,5 +216,36 @@ def test_a_root_path_is_refused_even_from_a_trusted_proxy(
     forged = raw_handshake(server.port, [*lines, b"Daphne-Root-Path: /ws"])
     assert forged.split(b" ")[1] == b"403", forged
     log = server.log()
+    assert f"reason={Reason.BAD_HANDSHAKE.value}" in log
+    assert "root path differs from the configured one" in log
+
+
+@pytest.mark.servers("uvicorn")
+def test_a_server_root_path_is_held_to_the_configured_one(
+    asgi_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
+) -> None:
+    # uvicorn's --root-path is its root_path for every request, trusted peer or not; routing
+    # would follow it, so the gate accepts only the configured ROOT_PATH ("" by default).
+    env = {**own_prefix(), "SECURE_WS_TRUSTED_PROXIES": "127.0.0.0/8"}
+    uvicorn_args = [*UVICORN_ARGS, "--root-path", "/app"]
+    token = token_for(demo_users["alice"]).encode()
+
+    def status(server: Any) -> bytes:
+        lines = [
+            b"Origin: " + server.origin.encode(),
+            b"Sec-WebSocket-Protocol: " + APP_SUBPROTOCOL.encode() + b", bearer." + token,
+        ]
+        return raw_handshake(server.port, lines).split(b" ")[1]
+
+    configured = asgi_server(
+        application=APP,
+        env=env,
+        uvicorn_args=uvicorn_args,
+        settings_module="tests.e2e.root_path_settings",
+    )
+    assert status(configured) == b"101"  # the control: ROOT_PATH = "/app"
+    unconfigured = asgi_server(application=APP, env=env, uvicorn_args=uvicorn_args)
+    assert status(unconfigured) == b"403"
+    log = unconfigured.log()
     assert f"reason={Reason.BAD_HANDSHAKE.value}" in log
     assert "root path differs from the configured one" in log
