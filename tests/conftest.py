@@ -213,6 +213,10 @@ class ServerTraits:
     #: Whether repeated header lines reach the application joined into one value (autobahn
     #: joins them; uvicorn passes each line and the gate refuses the duplicate).
     joins_repeated_headers: bool
+    #: Whether the server answers 400 itself to a header value holding a control character
+    #: other than HTAB (ESC, BEL, DEL, ...; RFC 9110 5.5 lets a recipient reject them):
+    #: uvicorn's HTTP parser (httptools) does, autobahn passes them on to the gate.
+    rejects_control_characters_in_headers: bool
 
     def close_code(self, code: int) -> int:
         """The close code a client receives when the application closes with ``code``."""
@@ -228,6 +232,7 @@ SERVER_TRAITS = {
         honours_root_path_header=True,
         rejects_unparsable_origin_port=True,
         joins_repeated_headers=True,
+        rejects_control_characters_in_headers=False,
     ),
     "uvicorn": ServerTraits(
         "uvicorn",
@@ -235,6 +240,7 @@ SERVER_TRAITS = {
         honours_root_path_header=False,
         rejects_unparsable_origin_port=False,
         joins_repeated_headers=False,
+        rejects_control_characters_in_headers=True,
     ),
 }
 

@@ -1,7 +1,7 @@
 """Test settings with a short ``MAX_CONNECTION_AGE`` and anonymous connections allowed.
 
 An anonymous connection has no credential expiry at all: it is the connection that only
-``MAX_CONNECTION_AGE`` ends. A daphne process reads its settings once, so the short age
+``MAX_CONNECTION_AGE`` ends. A server process reads its settings once, so the short age
 needs a settings module of its own.
 """
 

@@ -1,11 +1,14 @@
-"""Floods, forged log lines and root paths against real daphne, real Redis and PostgreSQL.
+"""Floods, forged log lines and root paths against real servers, real Redis and PostgreSQL.
 
 * A flood of handshakes that would be refused anyway (a foreign Origin) empties the
   client's handshake bucket like any other: the throttle runs before every check a client
   can fail. The log stays bounded while the audit counts every attempt.
 * Control characters in the percent-decoded path and in header values never forge a log
   line and reach the audit table escaped.
-* A ``Daphne-Root-Path`` changes routing; it is refused even from a trusted proxy.
+* A ``Daphne-Root-Path`` changes routing; it is refused even from a trusted proxy (daphne
+  only: uvicorn ignores the header). uvicorn's ``--root-path`` is held to the same rule.
+
+The flood and the control characters run on daphne and on uvicorn (``servers`` marker).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from secure_ws.audit.models import ConnectionRecord
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
+from tests.conftest import UVICORN_ARGS
 from tests.e2e.test_gate_e2e import APP, raw_handshake
 
 pytestmark = [pytest.mark.e2e]
@@ -67,10 +71,11 @@ async def refused_with(server: Any, origin: str) -> tuple[str, int | None]:
     return str(frame["payload"]["code"]), conn.close_code
 
 
+@pytest.mark.servers
 def test_a_bad_origin_flood_is_throttled_logged_in_bounds_and_audited_exactly(
-    daphne_server: Callable[..., Any],
+    asgi_server: Callable[..., Any],
 ) -> None:
-    server = daphne_server(
+    server = asgi_server(
         application=APP, settings_module="tests.e2e.flood_settings", env=own_prefix()
     )
 
@@ -125,55 +130,81 @@ def test_a_bad_origin_flood_is_throttled_logged_in_bounds_and_audited_exactly(
     assert ConnectionRecord.objects.filter(aggregated=True).exists()
 
 
+@pytest.mark.servers
 def test_control_characters_forge_no_log_line_and_are_stored_escaped(
-    daphne_server: Callable[..., Any],
+    asgi_server: Callable[..., Any],
 ) -> None:
-    server = daphne_server(application=APP, env=own_prefix())
-    origin = server.origin.encode()
-    forged_path = "/ws/info/%0aFORGED%20path%0d%1b[31m%e2%80%a8%e2%80%ae"
+    server = asgi_server(application=APP, env=own_prefix())
+    good_origin = b"Origin: " + server.origin.encode()
+    bidi_ua = "User-Agent: ua\u202e\u200f".encode()
+    # (path, header lines) -> the audit row: (stored path, reason, stored user agent).
+    # (autobahn itself answers 400 to a header holding a character str.splitlines() splits
+    # on; uvicorn's parser answers 400 to C0 controls and DEL in a header value.)
     cases = [
         # A foreign route part, a good Origin, no credentials: refused, path logged.
-        (forged_path, [b"Origin: " + origin, b"User-Agent: ua\x1b[2J\x07\x7fFORGED-UA"]),
-        # Control characters in the Origin and bidi controls in the user agent. (autobahn
-        # itself answers 400 to a header holding a character str.splitlines() splits on.)
+        (
+            "/ws/info/%0aFORGED%20path%0d%1b[31m%e2%80%a8%e2%80%ae",
+            [good_origin, bidi_ua],
+            (
+                "/ws/info/\\x0aFORGED path\\x0d\\x1b[31m\\u2028\\u202e",
+                Reason.CREDENTIALS_MISSING,
+                "ua\\u202e\\u200f",
+            ),
+        ),
+        # Bidi controls in the Origin and in the user agent.
         (
             "/ws/info/%0a%0aFORGED%20origin",
-            [b"Origin: http://evil\x1b\x07.example", "User-Agent: ua\u202e\u200f".encode()],
+            ["Origin: http://evil\u202e.example".encode(), bidi_ua],
+            ("/ws/info/\\x0a\\x0aFORGED origin", Reason.ORIGIN_REFUSED, "ua\\u202e\\u200f"),
         ),
     ]
-    for path, lines in cases:
+    control_characters = (
+        "/ws/info/%0a%0aFORGED%20headers",
+        [b"Origin: http://evil\x1b\x07.example", b"User-Agent: ua\x1b[2J\x07\x7fFORGED-UA"],
+        (
+            "/ws/info/\\x0a\\x0aFORGED headers",
+            Reason.ORIGIN_REFUSED,
+            "ua\\x1b[2J\\x07\\x7fFORGED-UA",
+        ),
+    )
+    if server.expect.rejects_control_characters_in_headers:
+        path, lines, _row = control_characters
+        status = raw_handshake(server.port, lines, path=path)
+        assert status.split(b" ")[1] == b"400", (path, status)
+    else:
+        cases.append(control_characters)
+    for path, lines, _row in cases:
         status = raw_handshake(server.port, lines, path=path)
         assert status.split(b" ")[1] == b"403", (path, status)
 
-    assert wait_until(lambda: ConnectionRecord.objects.filter(outcome="refused").count() >= 2)
+    refused = ConnectionRecord.objects.filter(outcome="refused")
+    assert wait_until(lambda: refused.count() >= len(cases))
+    # Whatever the server writes (its own lines, the gate's, the audit's): no forged line.
     log = server.log()
-    assert log.count("connection refused:") == 2
+    assert log.count("connection refused:") == len(cases)
     for line in log.splitlines():
         assert not line.startswith("FORGED"), line
-    for raw in ("\x1b", "\u2028", "\u202e"):
+    for raw in ("\x1b", "\x07", "\x7f", "\u2028", "\u202e", "\u200f"):
         assert raw not in log
     assert "path=/ws/info/\\x0aFORGED path\\x0d\\x1b[31m\\u2028\\u202e" in log
 
-    rows = {
-        row.path: row
-        for row in ConnectionRecord.objects.filter(outcome="refused").order_by("opened_at")
-    }
-    first = rows["/ws/info/\\x0aFORGED path\\x0d\\x1b[31m\\u2028\\u202e"]
-    assert first.reason == Reason.CREDENTIALS_MISSING.value
-    assert first.user_agent == "ua\\x1b[2J\\x07\\x7fFORGED-UA"
-    second = rows["/ws/info/\\x0a\\x0aFORGED origin"]
-    assert second.reason == Reason.ORIGIN_REFUSED.value
-    assert second.user_agent == "ua\\u202e\\u200f"
-    assert second.origin == "<invalid>"  # the raw header is never stored
-    stored = json.dumps(list(ConnectionRecord.objects.values()), default=str, ensure_ascii=False)
+    rows = {row.path: row for row in refused}
+    assert refused.count() == len(cases)
+    for _path, _lines, (stored_path, reason, user_agent) in cases:
+        row = rows[stored_path]
+        assert (row.reason, row.user_agent) == (reason.value, user_agent)
+        if reason is Reason.ORIGIN_REFUSED:
+            assert row.origin == "<invalid>"  # the raw header is never stored
+    stored = json.dumps(list(refused.values()), default=str, ensure_ascii=False)
     assert not any(ch in stored for ch in "\n\r\x1b\x07\x7f\u2028\u202e\u200f")
 
 
+@pytest.mark.servers("daphne")  # only daphne reads Daphne-Root-Path (SERVER_TRAITS)
 def test_a_root_path_is_refused_even_from_a_trusted_proxy(
-    daphne_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
+    asgi_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
 ) -> None:
     # Loopback is a trusted proxy here: daphne turns its Daphne-Root-Path into root_path.
-    server = daphne_server(
+    server = asgi_server(
         application=APP, env={**own_prefix(), "SECURE_WS_TRUSTED_PROXIES": "127.0.0.0/8"}
     )
     token = token_for(demo_users["alice"]).encode()
@@ -185,5 +216,36 @@ def test_a_root_path_is_refused_even_from_a_trusted_proxy(
     forged = raw_handshake(server.port, [*lines, b"Daphne-Root-Path: /ws"])
     assert forged.split(b" ")[1] == b"403", forged
     log = server.log()
+    assert f"reason={Reason.BAD_HANDSHAKE.value}" in log
+    assert "root path differs from the configured one" in log
+
+
+@pytest.mark.servers("uvicorn")
+def test_a_server_root_path_is_held_to_the_configured_one(
+    asgi_server: Callable[..., Any], demo_users: dict[str, Any], token_for: Any
+) -> None:
+    # uvicorn's --root-path is its root_path for every request, trusted peer or not; routing
+    # would follow it, so the gate accepts only the configured ROOT_PATH ("" by default).
+    env = {**own_prefix(), "SECURE_WS_TRUSTED_PROXIES": "127.0.0.0/8"}
+    uvicorn_args = [*UVICORN_ARGS, "--root-path", "/app"]
+    token = token_for(demo_users["alice"]).encode()
+
+    def status(server: Any) -> bytes:
+        lines = [
+            b"Origin: " + server.origin.encode(),
+            b"Sec-WebSocket-Protocol: " + APP_SUBPROTOCOL.encode() + b", bearer." + token,
+        ]
+        return raw_handshake(server.port, lines).split(b" ")[1]
+
+    configured = asgi_server(
+        application=APP,
+        env=env,
+        uvicorn_args=uvicorn_args,
+        settings_module="tests.e2e.root_path_settings",
+    )
+    assert status(configured) == b"101"  # the control: ROOT_PATH = "/app"
+    unconfigured = asgi_server(application=APP, env=env, uvicorn_args=uvicorn_args)
+    assert status(unconfigured) == b"403"
+    log = unconfigured.log()
     assert f"reason={Reason.BAD_HANDSHAKE.value}" in log
     assert "root path differs from the configured one" in log

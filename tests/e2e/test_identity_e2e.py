@@ -1,8 +1,9 @@
-"""Identity follows every connection (issue 11): real daphne, ``websockets``, Redis, PostgreSQL.
+"""Identity follows every connection (issue 11): real servers, ``websockets``, Redis, PostgreSQL.
 
 Whatever the credential (subprotocol JWT, ticket, Django session), the connection carries
 the identity behind it: it expires with it, closes when its session logs out, and the HTTP
-side (ticket view, API, token refresh) refuses exactly what the gate refuses.
+side (ticket view, API, token refresh) refuses exactly what the gate refuses. Every test
+runs on daphne and on uvicorn (``servers`` marker): none of this depends on the server.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
 from tests.conftest import DEMO_PASSWORD
 from tests.test_revocation import in_thread
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("demo_users")]
+pytestmark = [pytest.mark.e2e, pytest.mark.servers, pytest.mark.usefixtures("demo_users")]
 
 WS_PATH = "/ws/files/"
 #: Guards against hangs only; no test asserts how fast anything is.
@@ -54,7 +55,7 @@ def _http(
 async def http(
     server: Any, method: str, path: str, body: dict[str, Any] | None = None, **headers: str
 ) -> tuple[int, dict[str, Any]]:
-    """One HTTP request to the daphne process (in a thread): status and JSON body."""
+    """One HTTP request to the server process (in a thread): status and JSON body."""
     return await asyncio.to_thread(_http, server, method, path, body, **headers)
 
 
@@ -129,8 +130,8 @@ async def logged(server: Any, text: str) -> None:
 
 
 @pytest.fixture
-def server(daphne_server: Callable[..., Any]) -> Any:
-    return daphne_server()
+def server(asgi_server: Callable[..., Any]) -> Any:
+    return asgi_server()
 
 
 # -- tickets --------------------------------------------------------------------------------
@@ -255,8 +256,8 @@ async def test_password_change_revokes_old_access_and_refresh_tokens_everywhere(
 
 
 @pytest.fixture
-def session_server(daphne_server: Callable[..., Any]) -> Any:
-    return daphne_server(settings_module="tests.browser.session_auth_settings")
+def session_server(asgi_server: Callable[..., Any]) -> Any:
+    return asgi_server(settings_module="tests.browser.session_auth_settings")
 
 
 def _logged_in(username: str) -> Client:
@@ -323,9 +324,9 @@ async def test_session_socket_closes_4401_when_the_session_expires(session_serve
 
 
 async def test_connection_without_credential_expiry_closes_4401_at_max_age(
-    daphne_server: Callable[..., Any],
+    asgi_server: Callable[..., Any],
 ) -> None:
-    server = daphne_server(settings_module="tests.e2e.max_age_settings")
+    server = asgi_server(settings_module="tests.e2e.max_age_settings")
     conn = await open_ws(server)
     frames, code = await until_closed(conn)
     assert errors(frames)[-1:] == [Reason.CONNECTION_TOO_OLD.value]

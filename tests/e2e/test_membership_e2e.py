@@ -1,9 +1,10 @@
-"""Read access follows membership on real daphne: a removed member stops receiving events.
+"""Read access follows membership on real servers: a removed member stops receiving events.
 
 Demo users: alice writes ``team``, carol reads it. Membership changes happen in this test
-process through the ORM, committed, as an admin or a view would make them; the daphne
+process through the ORM, committed, as an admin or a view would make them; the server
 process learns of them through ``folder_access_changed`` (the demo's signal receivers) or,
-when nothing calls it, through its re-check on delivery.
+when nothing calls it, through its re-check on delivery. Every test runs on daphne and on
+uvicorn (``servers`` marker).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.e2e.test_files_e2e import (
 )
 from tests.test_revocation import in_thread
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.servers]
 
 SERVER_ENV = {
     # alice publishes as fast as the server answers; the message limit has its own tests.
@@ -42,10 +43,10 @@ SERVER_ENV = {
 
 
 @pytest.fixture
-def start(daphne_server: Callable[..., Any], tmp_path: Any) -> Callable[..., Any]:
+def start(asgi_server: Callable[..., Any], tmp_path: Any) -> Callable[..., Any]:
     def start_server(settings_module: str = "tests.settings") -> Any:
         env = {**SERVER_ENV, "MEDIA_ROOT": str(tmp_path / "media")}
-        return daphne_server(env=env, settings_module=settings_module)
+        return asgi_server(env=env, settings_module=settings_module)
 
     return start_server
 
