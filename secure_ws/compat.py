@@ -1,4 +1,8 @@
-"""Every use of a server's private internals, in one place, each pinned by a test.
+"""Every use of a dependency's private internals, in one place, each pinned by a test.
+
+Besides the output buffers below: daphne's access log (a stream, not a logger, see
+:func:`wrap_daphne_access_log`) and Django's robust-signal failure log
+(:class:`SignalWithoutFailureLog`).
 
 secure_ws bounds the output a client has not read (``MAX_PENDING_OUTPUT``). ASGI gives an
 application no way to see that: daphne's ``send`` never waits (autobahn writes each frame
@@ -27,7 +31,10 @@ import functools
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
+
+from django.dispatch import Signal
 
 logger = logging.getLogger("secure_ws.compat")
 
@@ -247,3 +254,51 @@ def find_output_buffer(send: Any) -> OutputBuffer | None:
     if protocol is not None:
         return TwistedOutputBuffer(protocol)
     return None
+
+
+# ---------------------------------------------------------------------- daphne access log
+
+
+def wrap_daphne_access_log(rewrite: Callable[[str], str]) -> bool:
+    """Pass the request field of every daphne access-log entry through ``rewrite``.
+
+    daphne writes its access log to a stream through ``AccessLogGenerator.write_entry(host,
+    date, request, ...)``, bypassing :mod:`logging` and so any filter. The method is
+    wrapped once, at class level, so the generator daphne's command line already built is
+    covered too.
+
+    Returns:
+        ``True`` when daphne is installed (and its access log now rewritten).
+    """
+    try:
+        from daphne.access import AccessLogGenerator
+    except ImportError:  # daphne is optional: nothing to wrap
+        return False
+    original: Callable[..., Any] = AccessLogGenerator.write_entry
+    if getattr(original, "_secure_ws_wrapped", False):
+        return True
+
+    def write_entry(
+        self: Any, host: Any, date: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        return original(self, host, date, rewrite(str(request)), *args, **kwargs)
+
+    write_entry._secure_ws_wrapped = True  # type: ignore[attr-defined]
+    AccessLogGenerator.write_entry = write_entry
+    return True
+
+
+# ---------------------------------------------------------------------- django signals
+
+
+class SignalWithoutFailureLog(Signal):
+    """A Django signal whose ``send_robust``/``asend_robust`` leave failure logging to us.
+
+    Django logs every failing receiver itself, without the connection it concerns;
+    :func:`secure_ws.signals.send` logs it once, with it. ``_log_robust_failure`` is a
+    private hook of ``django.dispatch.Signal`` (Django 5.x and 6.x): if it is renamed,
+    failures are logged twice and ``tests/test_compat.py`` fails.
+    """
+
+    def _log_robust_failure(self, receiver: object, err: Exception) -> None:
+        return None

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 __all__ = ["REDACTED", "RedactSecretsFilter", "install_daphne_access_log_redaction", "redact"]
 
@@ -216,27 +215,13 @@ def _safe_str(value: object) -> str:
 def install_daphne_access_log_redaction() -> bool:
     """Redact every entry of daphne's access log (``--access-log``, or stdout at ``-v 1``).
 
-    daphne writes its access log to a stream through ``AccessLogGenerator.write_entry``,
-    bypassing :mod:`logging` and so any filter: the HTTP request line carries the query
-    string and a WebSocket line the path. The method is wrapped once, at class level, so
-    the generator daphne's command line already built is covered too.
+    The HTTP request line carries the query string and a WebSocket line the path.
 
     Returns:
         ``True`` when daphne is installed (and its access log now redacted).
     """
-    try:
-        from daphne.access import AccessLogGenerator
-    except ImportError:
-        return False
-    original: Callable[..., Any] = AccessLogGenerator.write_entry
-    if getattr(original, "_secure_ws_redacting", False):
-        return True
+    # Imported here: compat imports Django, and this module must load without it (a
+    # server's own logging configuration may name the filter before Django is set up).
+    from secure_ws.compat import wrap_daphne_access_log
 
-    def write_entry(
-        self: Any, host: Any, date: Any, request: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        return original(self, host, date, redact(str(request)), *args, **kwargs)
-
-    write_entry._secure_ws_redacting = True  # type: ignore[attr-defined]
-    AccessLogGenerator.write_entry = write_entry
-    return True
+    return wrap_daphne_access_log(redact)

@@ -17,17 +17,13 @@ from typing import Any
 
 from django.dispatch import Signal
 
+from secure_ws.compat import SignalWithoutFailureLog
+
 logger = logging.getLogger("secure_ws.signals")
 
 
-class ConnectionSignal(Signal):
+class ConnectionSignal(SignalWithoutFailureLog):
     """A signal whose receivers' failures are logged by :func:`send`, with the connection id."""
-
-    def _log_robust_failure(self, receiver: object, err: Exception) -> None:
-        # Django logs each failure without the connection; send() logs it once, with it.
-        # A private hook of django.dispatch.Signal (Django 5.x): if it is renamed, failures
-        # are logged twice, and tests/test_signals.py (exactly one line each) fails.
-        return None
 
 
 #: Sent for every refused connection attempt, with ``info`` and ``reason``, before the answer.

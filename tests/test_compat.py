@@ -158,3 +158,27 @@ async def test_an_unknown_server_is_reported_as_unknown() -> None:
     queue: asyncio.Queue[Any] = asyncio.Queue()  # what channels' test communicator sends to
     assert find_output_buffer(queue.put) is None
     assert find_output_buffer(_Progress(None, queue.put).send) is None
+
+
+def test_daphne_access_log_entry_still_takes_the_request_third() -> None:
+    # wrap_daphne_access_log rewrites the third argument of write_entry (the request line).
+    import inspect
+
+    from daphne.access import AccessLogGenerator
+
+    parameters = list(inspect.signature(AccessLogGenerator.write_entry).parameters)
+    assert parameters[:4] == ["self", "host", "date", "request"], (
+        "daphne changed AccessLogGenerator.write_entry: fix compat.wrap_daphne_access_log"
+    )
+
+
+def test_django_signal_still_has_the_robust_failure_hook() -> None:
+    # SignalWithoutFailureLog overrides it so that a failing receiver is logged once.
+    from django.dispatch import Signal
+
+    from secure_ws.compat import SignalWithoutFailureLog
+
+    assert callable(getattr(Signal, "_log_robust_failure", None)), (
+        "Django renamed Signal._log_robust_failure: fix compat.SignalWithoutFailureLog"
+    )
+    assert "_log_robust_failure" in vars(SignalWithoutFailureLog)
