@@ -167,9 +167,18 @@ class TwistedOutputBuffer(OutputBuffer):
         return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
 
     def socket(self) -> Any | None:
-        """``transport.getHandle()``: the TCP transport's socket."""
+        """``transport.getHandle()``: the TCP transport's socket (``None`` once it is gone).
+
+        Twisted deletes the socket attribute when the connection is lost, so a client that
+        hangs up before the consumer accepts leaves ``getHandle()`` raising.
+        """
         get_handle = getattr(self.transport, "getHandle", None)
-        return get_handle() if get_handle is not None else None
+        if get_handle is None:
+            return None
+        try:
+            return get_handle()
+        except AttributeError:
+            return None
 
     def abort(self) -> None:
         """``dropConnection(abort=True)``: autobahn's own abort, which aborts the socket."""

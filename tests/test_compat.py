@@ -11,6 +11,7 @@ import asyncio
 import socket
 from typing import Any
 
+import pytest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import abstract, tcp
@@ -108,6 +109,17 @@ async def test_daphne_hands_the_application_a_partial_around_its_protocol() -> N
     assert wrapped.protocol is protocol
     assert isinstance(captured["through_closure"], TwistedOutputBuffer)
     assert captured["through_closure"].protocol is protocol
+
+
+def test_a_client_gone_before_accept_leaves_no_socket_and_no_error() -> None:
+    # Twisted deletes tcp.Connection.socket when the connection is lost; a client that
+    # hangs up before the consumer accepts must not turn capping the buffer into a crash.
+    lost = tcp.Connection.__new__(tcp.Connection)
+    with pytest.raises(AttributeError):
+        lost.getHandle()
+    buffer = TwistedOutputBuffer(daphne_protocol(lost))
+    assert buffer.socket() is None
+    buffer.limit_socket_buffer(4096)
 
 
 def test_an_abort_goes_through_autobahn_and_drops_the_twisted_socket() -> None:
