@@ -67,7 +67,7 @@ class SlidingWindowCounter:
         return sum(1 for stamp in self.events if now - stamp <= self.window)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     """The limits one connection runs under, resolved once when it opens."""
 

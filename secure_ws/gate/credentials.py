@@ -222,6 +222,15 @@ class CredentialsMiddleware(GateStep):
         self.allow_query_token = allow_query_token
 
     async def check(self, scope: Scope) -> None:
+        try:
+            await self._check(scope)
+        finally:
+            # The last step that reads headers in secure_websocket(): the consumer never
+            # needs the parsed copy, so it does not stay in the scope for the connection's
+            # life (a later step of a hand-built stack parses again on demand).
+            scope.pop(HEADERS_SCOPE_KEY, None)
+
+    async def _check(self, scope: Scope) -> None:
         settings = get_settings()
         info = get_connection_info(scope)
         allow_query = (
