@@ -742,6 +742,16 @@ def test_per_connection_objects_have_no_instance_dict() -> None:
         HandshakeHeaders([(b"host", b"example.com")]),
     ]
     assert [type(obj).__name__ for obj in held if hasattr(obj, "__dict__")] == []
+    # The violation window's deque is made at the first violation, not per connection.
+    assert traffic.violation_window.events is None
+    assert not traffic.violation()
+    assert traffic.violation_window.events is not None
+
+
+def test_connections_of_one_class_share_their_frozen_limits() -> None:
+    assert SampleConsumer().get_limits() is SampleConsumer().get_limits()
+    assert IdleConsumer().get_limits().idle_timeout == 0.3
+    assert SampleConsumer().get_limits() is not IdleConsumer().get_limits()
 
 
 def test_connection_info_still_escapes_client_text_with_slots() -> None:
