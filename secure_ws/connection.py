@@ -28,7 +28,7 @@ _CLIENT_TEXT_FIELDS = frozenset(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionInfo:
     """The audit-safe facts about one connection attempt."""
 

@@ -35,7 +35,7 @@ from secure_ws.connection import SCOPE_KEY, ConnectionInfo, get_connection_info
 from secure_ws.events import install_drop_monitor
 from secure_ws.exceptions import MessageRejected, Refused
 from secure_ws.gate.refusal import refuse
-from secure_ws.limits import SETTING_LIMITS, ConnectionLimits
+from secure_ws.limits import SETTING_LIMITS, ConnectionLimits, shared_limits
 from secure_ws.messages import (
     AckPayload,
     AuthExpiringPayload,
@@ -139,7 +139,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         for name in SETTING_LIMITS:
             value = getattr(self, name)
             values[name] = getattr(settings, name.upper()) if value is None else value
-        return ConnectionLimits(**values, oversize_close_factor=self.oversize_close_factor)
+        return shared_limits(**values, oversize_close_factor=self.oversize_close_factor)
 
     def get_groups(self) -> list[str]:
         """Return the channel-layer groups this connection joins before it is accepted.

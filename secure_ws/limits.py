@@ -6,9 +6,11 @@ cost a few float operations per message and never touch Redis on the hot path.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 
 class TokenBucket:
@@ -43,7 +45,8 @@ class TokenBucket:
 class SlidingWindowCounter:
     """Counts events in the last ``window`` seconds and says when ``limit`` is reached.
 
-    Keeps at most ``limit`` timestamps, so a flood cannot grow it.
+    Keeps at most ``limit`` timestamps, so a flood cannot grow it. The deque (about 750
+    bytes) is made at the first event: most connections never commit a violation.
     """
 
     __slots__ = ("events", "limit", "window")
@@ -51,23 +54,26 @@ class SlidingWindowCounter:
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = float(window)
-        self.events: deque[float] = deque(maxlen=limit)
+        self.events: deque[float] | None = None
 
     def add(self, now: float | None = None) -> bool:
         """Record one event; return ``True`` when ``limit`` events fall inside the window."""
         if now is None:
             now = time.monotonic()
-        self.events.append(now)
-        return len(self.events) >= self.limit and now - self.events[0] <= self.window
+        events = self.events
+        if events is None:
+            events = self.events = deque(maxlen=self.limit)
+        events.append(now)
+        return len(events) >= self.limit and now - events[0] <= self.window
 
     def count(self, now: float | None = None) -> int:
         """Return how many recorded events are still inside the window."""
         if now is None:
             now = time.monotonic()
-        return sum(1 for stamp in self.events if now - stamp <= self.window)
+        return sum(1 for stamp in self.events or () if now - stamp <= self.window)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     """The limits one connection runs under, resolved once when it opens."""
 
@@ -87,6 +93,21 @@ class ConnectionLimits:
     #: Frames larger than ``max_message_bytes * oversize_close_factor`` close with 1009
     #: instead of an error reply.
     oversize_close_factor: int = 4
+
+
+def shared_limits(**values: Any) -> ConnectionLimits:
+    """Return a :class:`ConnectionLimits` of ``values``, one shared object per distinct set.
+
+    The limits are frozen and nearly always the same for every connection of a consumer
+    class, so connections share one object instead of holding a copy each.
+    """
+    try:
+        return _cached_limits(**values)
+    except TypeError:  # an unhashable override: correct, just not shared
+        return ConnectionLimits(**values)
+
+
+_cached_limits = functools.lru_cache(maxsize=64)(ConnectionLimits)
 
 
 #: The :class:`ConnectionLimits` fields read from the ``SECURE_WS`` setting of the same

@@ -717,3 +717,46 @@ def test_traffic_counts_one_violation_per_rate_limited_streak_then_closes_4429()
     assert not traffic.violation()
     assert traffic.violation()
     assert traffic.info.violations == 2
+
+
+# ---------------------------------------------------------------------- per-connection memory
+
+
+def test_per_connection_objects_have_no_instance_dict() -> None:
+    from secure_ws.gate.caps import ConnectionSlot
+    from secure_ws.gate.handshake import HandshakeHeaders
+    from secure_ws.timers import ConnectionTimers
+
+    async def noop(*args: Any) -> None:
+        pass
+
+    traffic = traffic_with()
+    held = [
+        traffic.info,
+        traffic.limits,
+        traffic,
+        traffic.rate_limiter,
+        traffic.violation_window,
+        ConnectionTimers(close=noop, warn=noop, failed=lambda where: None),
+        ConnectionSlot("slot", ["k"], 60),
+        HandshakeHeaders([(b"host", b"example.com")]),
+    ]
+    assert [type(obj).__name__ for obj in held if hasattr(obj, "__dict__")] == []
+    # The violation window's deque is made at the first violation, not per connection.
+    assert traffic.violation_window.events is None
+    assert not traffic.violation()
+    assert traffic.violation_window.events is not None
+
+
+def test_connections_of_one_class_share_their_frozen_limits() -> None:
+    assert SampleConsumer().get_limits() is SampleConsumer().get_limits()
+    assert IdleConsumer().get_limits().idle_timeout == 0.3
+    assert SampleConsumer().get_limits() is not IdleConsumer().get_limits()
+
+
+def test_connection_info_still_escapes_client_text_with_slots() -> None:
+    info = ConnectionInfo(user_agent="agent\r\nFORGED: yes")
+    info.path = "/ws/\nx"
+    assert "\n" not in info.user_agent + info.path
+    with pytest.raises(AttributeError):
+        info.not_a_field = 1  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ on real daphne and uvicorn processes is ``tests/reliability/test_slow_consumers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -130,7 +131,7 @@ async def test_a_send_that_waits_past_pending_output_timeout_closes_the_slow_con
     buffer = StandInBuffer(blocking=True)
     buffer.unread = 1  # below the bound, but the server's send will wait
     limits = consumer.get_limits()
-    consumer.limits = limits.__class__(**{**limits.__dict__, "pending_output_timeout": 0.05})
+    consumer.limits = dataclasses.replace(limits, pending_output_timeout=0.05)
     consumer.traffic = ConnectionTraffic(consumer.connection, consumer.limits)
     consumer.output = OutputBound(buffer, consumer.connection, consumer.limits)
     consumer.close = _record_close(sent)  # type: ignore[method-assign]

@@ -89,6 +89,8 @@ def _slot_keys(user_id: object, client_ip: str) -> list[tuple[str, Reason]]:
 class ConnectionSlot:
     """One connection's place in its user's and its IP's caps, held until :meth:`release`."""
 
+    __slots__ = ("keys", "slot_id", "ttl")
+
     def __init__(self, slot_id: str, keys: list[str], ttl: int) -> None:
         self.slot_id = slot_id
         self.keys = keys

@@ -83,20 +83,23 @@ def _without_bearer_entries(scope: Scope) -> None:
 
     ``scope["subprotocols"]`` is only the server's parse of that header: the raw header is
     still in ``scope["headers"]``, where a downstream middleware, logger or error reporter
-    would find the token. The list is copied, never mutated (another scope may share it).
+    would find the token. The list is copied, never mutated (another scope may share it);
+    the entries it keeps are the server's own tuples, not copies (it lives as long as the
+    connection).
     """
     from secure_ws.codes import BEARER_SUBPROTOCOL_PREFIX
 
     prefix = BEARER_SUBPROTOCOL_PREFIX.encode()
     headers: list[tuple[bytes, bytes]] = []
-    for name, value in scope.get("headers") or ():
+    for entry in scope.get("headers") or ():
+        name, value = entry
         if bytes(name).lower() == b"sec-websocket-protocol":
             kept = [p.strip() for p in bytes(value).split(b",")]
             kept = [p for p in kept if p and not p.startswith(prefix)]
             if not kept:
                 continue
-            value = b", ".join(kept)
-        headers.append((name, value))
+            entry = (name, b", ".join(kept))
+        headers.append(entry)
     scope["headers"] = headers
     # The parsed copy of the old headers would still hold the token: parse again on demand.
     scope.pop(HEADERS_SCOPE_KEY, None)
@@ -222,6 +225,15 @@ class CredentialsMiddleware(GateStep):
         self.allow_query_token = allow_query_token
 
     async def check(self, scope: Scope) -> None:
+        try:
+            await self._check(scope)
+        finally:
+            # The last step that reads headers in secure_websocket(): the consumer never
+            # needs the parsed copy, so it does not stay in the scope for the connection's
+            # life (a later step of a hand-built stack parses again on demand).
+            scope.pop(HEADERS_SCOPE_KEY, None)
+
+    async def _check(self, scope: Scope) -> None:
         settings = get_settings()
         info = get_connection_info(scope)
         allow_query = (

@@ -24,6 +24,8 @@ HEADERS_SCOPE_KEY = "secure_ws.headers"
 class HandshakeHeaders:
     """The handshake's headers, lower-cased names, strictly UTF-8-decoded values."""
 
+    __slots__ = ("_values",)
+
     def __init__(self, raw_headers: Any) -> None:
         """Decode ``raw_headers`` (the ASGI list of byte pairs).
 

@@ -43,6 +43,8 @@ logger = logging.getLogger("secure_ws.gate")
 class _Progress:
     """Watches an application's ASGI traffic: did it take ``connect``, did it accept?"""
 
+    __slots__ = ("_receive", "_send", "answered", "connect_received")
+
     def __init__(self, receive: Any, send: Any) -> None:
         self.connect_received = False
         self.answered = False

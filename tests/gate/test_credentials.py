@@ -440,3 +440,27 @@ async def test_bearer_entry_is_gone_from_the_raw_headers_downstream(
         assert b"sec-websocket-protocol" not in [name for name, _ in seen["headers"]]
         assert seen["parsed"] is None
     assert raw_headers == servers_list  # the server's own list was copied, not mutated
+
+
+# -- the parsed headers do not outlive the handshake (issue 12) ---------------------------
+
+
+async def test_the_parsed_headers_are_not_kept_in_the_scope_past_the_gate(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    from secure_ws.gate.handshake import HEADERS_SCOPE_KEY, get_headers
+
+    token = token_for(demo_users["alice"])
+    seen: dict[str, Any] = {}
+
+    async def recorder(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen["cached"] = HEADERS_SCOPE_KEY in scope
+        seen["origin"] = get_headers(scope).get("origin")  # still parsed on demand
+        scope.pop(HEADERS_SCOPE_KEY, None)
+        await info_consumer(scope, receive, send)
+
+    app = OriginMiddleware(CredentialsMiddleware(recorder))
+    comm = communicator(app, headers=build_headers(authorization=f"Bearer {token}"))
+    assert (await accepted(comm))["username"] == "alice"
+    assert seen["cached"] is False
+    assert seen["origin"] is not None
