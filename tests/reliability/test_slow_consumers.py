@@ -31,11 +31,9 @@ import base64
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +41,10 @@ from typing import Any
 import pytest
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
-from tests.conftest import ROOT, DaphneServer, _wait_for_port, access_token_for, free_port
+from tests.conftest import ServerProcess, access_token_for
 from tests.reliability.conftest import open_client, ping
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.servers, pytest.mark.timeout(240)]
 
 ABUSERS = 6
 SPAM_SECONDS = 30.0
@@ -83,55 +81,11 @@ def seeded_folder(demo_users: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def uvicorn_demo(transactional_db: None, tmp_path: Path) -> Iterator[DaphneServer]:
-    """The demo project under uvicorn (websockets-sansio, as ``--ws auto`` picks)."""
-    from django.db import connection
-
-    db = connection.settings_dict
-    port = free_port()
-    log_path = tmp_path / f"uvicorn-{port}.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "SECURE_WS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
-        "SECURE_WS_REQUIRE_TLS": "0",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ws",
-        "websockets-sansio",
-        "--no-proxy-headers",
-        "--lifespan",
-        "off",
-        "project.asgi:application",
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = DaphneServer(port=port, process=process, log_path=log_path, env=env)
-    try:
-        _wait_for_port(port, process, log_path)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["daphne", "uvicorn"])
-def demo_server(request: pytest.FixtureRequest, seeded_folder: str, tmp_path: Path) -> DaphneServer:
-    if request.param == "daphne":
-        start: Callable[..., DaphneServer] = request.getfixturevalue("daphne_server")
-        return start(env={"MEDIA_ROOT": str(tmp_path / "media")})
-    server: DaphneServer = request.getfixturevalue("uvicorn_demo")
-    return server
+def demo_server(
+    asgi_server: Callable[..., ServerProcess], seeded_folder: str, tmp_path: Path
+) -> ServerProcess:
+    """The demo project on this test's server (the ``servers`` marker picks daphne, uvicorn)."""
+    return asgi_server(env={"MEDIA_ROOT": str(tmp_path / "media")})
 
 
 def rss_bytes(pid: int) -> int:
@@ -153,7 +107,7 @@ def client_frame(text: str) -> bytes:
     return header + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(data))
 
 
-async def open_stalled_socket(server: DaphneServer, token: str) -> socket.socket:
+async def open_stalled_socket(server: ServerProcess, token: str) -> socket.socket:
     """Open a WebSocket on a socket with a tiny receive window; read only the handshake."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -193,7 +147,7 @@ class AbuserStats:
 
 
 async def stalled_reader(
-    server: DaphneServer, token: str, folder: str, until: float, stats: AbuserStats
+    server: ServerProcess, token: str, folder: str, until: float, stats: AbuserStats
 ) -> None:
     """Send allowed requests on never-read sockets until ``until``; reopen dropped ones."""
     loop = asyncio.get_running_loop()
@@ -224,7 +178,7 @@ async def stalled_reader(
             sock.close()
 
 
-async def good_client(server: DaphneServer, token: str, until: float) -> int:
+async def good_client(server: ServerProcess, token: str, until: float) -> int:
     """Ping for the whole run; every ping must be answered (``ping`` raises otherwise)."""
     answered = 0
     conn = await open_client(server, token)
@@ -238,7 +192,7 @@ async def good_client(server: DaphneServer, token: str, until: float) -> int:
     return answered
 
 
-async def publisher(server: DaphneServer, token: str, folder: str, until: float) -> int:
+async def publisher(server: ServerProcess, token: str, folder: str, until: float) -> int:
     """Announce an upload to ``folder`` four times a second, reading every ``ack``."""
     published = 0
     conn = await open_client(server, token)
@@ -286,10 +240,9 @@ async def audited_slow_consumer_closes(user_id: int, at_least: int) -> list[Any]
 
 
 async def test_stalled_readers_are_closed_and_the_server_stays_bounded(
-    demo_server: DaphneServer,
+    demo_server: ServerProcess,
     demo_users: dict[str, Any],
     seeded_folder: str,
-    request: pytest.FixtureRequest,
 ) -> None:
     carol, alice = demo_users["carol"], demo_users["alice"]
     pid = demo_server.process.pid
@@ -327,7 +280,7 @@ async def test_stalled_readers_are_closed_and_the_server_stays_bounded(
         assert record.close_code == int(CloseCode.RATE_LIMITED)
         assert Reason.SLOW_CONSUMER.value in {e.kind for e in record.security_events.all()}
     assert run.result()[1] >= SPAM_SECONDS  # the folder's events kept coming
-    if request.node.callspec.params["demo_server"] == "daphne":
+    if demo_server.kind == "daphne":
         assert any("events dropped" in record.note for record in closes), [
             record.note for record in closes
         ]
