@@ -177,8 +177,8 @@ class Subscriber:
 async def ensure_subscribed() -> ConnectionRegistry:
     """Return the running loop's registry once revocations can reach it.
 
-    Starts the subscriber on the first call in a loop (or after ``REDIS_URL``'s client
-    changed). Without ``REDIS_URL`` revocations are applied in-process: always ready.
+    Starts the subscriber on the first call in a loop (or after ``REDIS_URL``'s client or
+    ``KEY_PREFIX`` changed). Without ``REDIS_URL`` revocations are applied in-process: always ready.
 
     Raises:
         BackendUnavailable: the subscription is not confirmed (fail closed: refuse).
@@ -188,7 +188,11 @@ async def ensure_subscribed() -> ConnectionRegistry:
     if client is None:
         return registry
     subscriber: Subscriber | None = registry.subscriber
-    if subscriber is None or subscriber.client is not client:
+    if (
+        subscriber is None
+        or subscriber.client is not client
+        or subscriber.channel != channel_name()  # KEY_PREFIX changed (override_settings)
+    ):
         if subscriber is not None:
             await subscriber.stop()
         subscriber = registry.subscriber = Subscriber(registry, client)

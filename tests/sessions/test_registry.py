@@ -203,3 +203,16 @@ async def test_a_malformed_publication_is_dropped_and_the_subscription_stays_up(
     await kick_user(11)
     assert await conn.ended() == REVOKED
     get_registry().remove(conn)
+
+
+async def test_a_changed_key_prefix_moves_the_subscription_to_the_new_channel() -> None:
+    before = await watch(user_id=12)
+    prefix = f"{settings.SECURE_WS['KEY_PREFIX']}-moved"
+    with override_settings(SECURE_WS={**settings.SECURE_WS, "KEY_PREFIX": prefix}):
+        after = await watch(user_id=12)
+        assert channel_name().startswith(prefix)
+        await kick_user(12)
+        assert await after.ended() == REVOKED
+        assert await before.ended() == REVOKED  # one registry: both are this process's
+    for conn in (before, after):
+        get_registry().remove(conn)
