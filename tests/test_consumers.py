@@ -34,6 +34,7 @@ from tests.consumer_helpers import (
     receive_frame,
     request,
     unsaved_user,
+    watch,
 )
 
 
@@ -598,6 +599,25 @@ async def test_auth_refresh_with_another_users_token_is_forbidden_and_closes_440
     frame, close = await error_then_close(comm)
     assert frame["payload"]["code"] == ErrorCode.FORBIDDEN
     assert frame["id"] == "r2"
+    assert close["code"] == CloseCode.FORBIDDEN
+    await comm.disconnect()
+
+
+async def test_auth_refresh_into_another_login_session_moves_its_revocation(
+    alice: Any, token_for: Any
+) -> None:
+    comm = await open_(user=alice, session_id="sid-old")
+    token = token_for(alice, sid="sid-new")
+    reply = await request(comm, {"type": "auth.refresh", "id": "r", "payload": {"token": token}})
+    assert reply["type"] == "ack"
+    witness = await watch(session_id="sid-old")
+    await kick_session("sid-old")
+    assert await witness.ended() is not None  # the kick has been applied on this process
+    get_registry().remove(witness)
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await kick_session("sid-new")
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.REVOKED
     assert close["code"] == CloseCode.FORBIDDEN
     await comm.disconnect()
 
