@@ -40,6 +40,7 @@ from secure_ws.codes import CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
 from secure_ws.dispatch import SplitDispatchConsumer
 from secure_ws.messages import AuthExpiringPayload
+from secure_ws.sessions.registry import ConnectionRegistry
 from secure_ws.shutdown import install_daphne_shutdown
 from secure_ws.timers import ConnectionTimers
 from secure_ws.traffic import ConnectionTraffic
@@ -92,6 +93,10 @@ class AuditedConsumer(SplitDispatchConsumer):
         self._cleaned = False
         self._close_code: int | None = None
         self._joined_groups: list[str] = []
+        #: The connection registry holding this connection (set when it is admitted).
+        self._registry: ConnectionRegistry | None = None
+        #: A close the registry asked for before the accept: (code, reason).
+        self._pending_end: tuple[CloseCode, Reason] | None = None
         #: This connection's unread output and its bound (None: unknown server).
         self.output: OutputBound | None = None
         # Late daphne starts (``runserver``) import daphne after ``ready()``: install here.
@@ -131,7 +136,7 @@ class AuditedConsumer(SplitDispatchConsumer):
         self._count_handler_error(f"event {kind!s:.64}")
 
     async def channel_layer_failed(self, exc: BaseException | None) -> None:
-        """Close the connection: without the layer, revocation cannot reach it (fail closed)."""
+        """Close the connection: its groups and ``kick_channel`` cannot reach it (fail closed)."""
         logger.warning(
             "channel layer receive failed (%s): closing connection_id=%s",
             type(exc).__name__,
@@ -379,6 +384,9 @@ class AuditedConsumer(SplitDispatchConsumer):
             return
         self._cleaned = True
         self._closing = True
+        if self._registry is not None:
+            self._registry.remove(self)
+            self._registry = None
         await self.timers.stop()
         for group in self._joined_groups:
             try:

@@ -33,7 +33,7 @@ from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import SCOPE_KEY, ConnectionInfo, get_connection_info
 from secure_ws.events import install_drop_monitor
-from secure_ws.exceptions import MessageRejected, Refused
+from secure_ws.exceptions import BackendUnavailable, MessageRejected, Refused
 from secure_ws.gate.refusal import refuse
 from secure_ws.limits import SETTING_LIMITS, ConnectionLimits, shared_limits
 from secure_ws.messages import (
@@ -49,7 +49,7 @@ from secure_ws.messages import (
     message_handler,
 )
 from secure_ws.permissions import BasePermission, IsAuthenticated
-from secure_ws.revocation import session_group, user_group
+from secure_ws.sessions.pubsub import ensure_subscribed
 from secure_ws.traffic import VIOLATION_CODES, ConnectionTraffic
 
 Message = dict[str, Any]
@@ -144,17 +144,10 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
     def get_groups(self) -> list[str]:
         """Return the channel-layer groups this connection joins before it is accepted.
 
-        The per-user group (and the login session's group: the token's ``sid``, or the
-        Django session of a session or session-issued ticket connection) is how revocation
-        reaches the connection on any process; override to add groups, keeping the base ones.
+        ``groups`` by default. Revocation needs no group: the connection is registered in
+        its process's connection registry (:mod:`secure_ws.sessions`) instead.
         """
-        info = self.connection
-        groups = list(self.groups or [])
-        if info.user_id is not None:
-            groups.append(user_group(info.user_id))
-        if info.session_id:
-            groups.append(session_group(info.session_id))
-        return groups
+        return list(self.groups or [])
 
     # ------------------------------------------------------------------ hooks
 
@@ -178,7 +171,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
     # ------------------------------------------------------------------ handshake
 
     async def websocket_connect(self, message: Message) -> None:
-        """Check the gate's work, join the revocation groups, accept with ``secure-ws.v1``."""
+        """Check the gate's work, register for revocation, accept with ``secure-ws.v1``."""
         try:
             await self._admit()
         except Refused as refusal:
@@ -192,6 +185,10 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         with self._audit_guard():
             self._audit_sink().connection_opened(info)
         await signals.send(signals.connection_accepted, info=info)
+        if self._pending_end is not None:
+            # Revoked (or the subscription lost) between registration and accept.
+            await self.close_with(*self._pending_end)
+            return
         traffic = self.traffic
         assert traffic is not None
         warning = traffic.limits.token_expiry_warning
@@ -225,7 +222,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         if APP_SUBPROTOCOL not in scope.get("subprotocols", ()):
             raise Refused(Reason.SUBPROTOCOL_REQUIRED, "client did not offer secure-ws.v1")
         if self.channel_layer is None:
-            raise Refused(Reason.BACKEND_UNAVAILABLE, "no channel layer: revocation impossible")
+            raise Refused(Reason.BACKEND_UNAVAILABLE, "no channel layer")
         self.limits = self.get_limits()
         self.traffic = ConnectionTraffic(info, self.limits)
         await self.check_connection()
@@ -235,6 +232,13 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
             except Exception as exc:
                 raise Refused(Reason.BACKEND_UNAVAILABLE, "channel layer group_add failed") from exc
             self._joined_groups.append(group)
+        # Last, so that nothing after it can refuse: from here a revocation reaches it.
+        try:
+            registry = await ensure_subscribed()
+        except BackendUnavailable as exc:
+            raise Refused(Reason.BACKEND_UNAVAILABLE, "revocation subscription down") from exc
+        registry.add(self)
+        self._registry = registry
 
     async def _refuse(self, refusal: Refused) -> None:
         # The same answer as a gate refusal (HTTP 403, or accept + error + close).
@@ -328,6 +332,17 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         """Channel-layer event ``secure_ws.revoke``: close with 4403 ``revoked``."""
         await self.close_with(CloseCode.FORBIDDEN, Reason.REVOKED)
 
+    async def end_connection(self, code: CloseCode, reason: Reason) -> None:
+        """Close on the connection registry's word (revoked, or its subscription lost).
+
+        Before the accept, the close is remembered and happens right after it.
+        """
+        if not self._accepted:
+            if self._pending_end is None:
+                self._pending_end = (code, reason)
+            return
+        await self.close_with(code, reason)
+
     # ------------------------------------------------------------------ client types
 
     @message_handler("ping", permissions=[IsAuthenticated])
@@ -364,10 +379,9 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         info = self.connection
         if session_id == info.session_id or not session_id:
             return
-        await self.join_group(session_group(session_id))
-        if info.session_id:
-            await self.leave_group(session_group(info.session_id))
         info.session_id = session_id
+        if self._registry is not None:
+            self._registry.move_session(self, session_id)
 
 
 SecureJsonWebsocketConsumer._collect_messages()

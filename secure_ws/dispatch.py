@@ -12,6 +12,9 @@ the two sources separately instead:
   dropped and reported instead of killing the connection (Channels raises ``ValueError``);
 - a failing channel-layer receive is reported to :meth:`channel_layer_failed` while the
   client keeps being served;
+- events delivered in-process (:meth:`deliver_event`, how the connection registry hands
+  over per-user events) go through the same event dispatch, in the same loop, so they
+  never run beside a client message;
 - :meth:`finish` runs however the loop ends, including cancellation.
 """
 
@@ -43,6 +46,24 @@ class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     #: Method names a channel-layer event may never name (the consumer's own machinery).
     reserved_event_handlers: ClassVar[frozenset[str]] = frozenset()
+    #: Events delivered in-process, waiting for the loop (a list only once one arrives).
+    _inbox: list[Message] | None = None
+    #: Completed by :meth:`deliver_event` to wake the loop (exists while serving).
+    _inbox_ready: asyncio.Future[None] | None = None
+
+    def deliver_event(self, event: Message) -> None:
+        """Queue ``event`` for :meth:`dispatch_event` in this consumer's own loop.
+
+        Only server code calls it (the connection registry); it is never fed client data.
+        """
+        ready = self._inbox_ready
+        if ready is None:
+            return  # not serving (yet, or any more)
+        if self._inbox is None:
+            self._inbox = []
+        self._inbox.append(event)
+        if not ready.done():
+            ready.set_result(None)
 
     async def __call__(self, scope: Message, receive: Any, send: Any) -> None:
         """Serve one connection until the consumer stops."""
@@ -58,12 +79,23 @@ class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
             sources.append(self.channel_receive)
             dispatchers.append(self.dispatch_event)
-        tasks = [asyncio.ensure_future(source()) for source in sources]
+        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(source()) for source in sources]
+        # The in-process inbox: one future (no task) that deliver_event() completes.
+        loop = asyncio.get_running_loop()
+        self._inbox_ready = loop.create_future()
+        tasks.append(self._inbox_ready)
+        inbox_index = len(tasks) - 1
         try:
             while True:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for index, task in enumerate(tasks):
                     if not task.done():
+                        continue
+                    if index == inbox_index:
+                        self._inbox_ready = tasks[index] = loop.create_future()
+                        events, self._inbox = self._inbox or [], None
+                        for event in events:
+                            await self.dispatch_event(event)
                         continue
                     if index and task.exception() is not None:
                         await self.channel_layer_failed(task.exception())
@@ -75,6 +107,7 @@ class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except StopConsumer:
             pass
         finally:
+            self._inbox = self._inbox_ready = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,11 +2,11 @@
 
 A connection authenticated by the session cookie (``ALLOW_SESSION_AUTH``), or opened with a
 ticket that a session asked for, belongs to that Django session the way a token connection
-belongs to its login session (``sid``): it joins the session's revocation group, ends with
-4403 ``revoked`` when the session logs out (``user_logged_out``) and with 4401
+belongs to its login session (``sid``): it is registered under the session for revocation,
+ends with 4403 ``revoked`` when the session logs out (``user_logged_out``) and with 4401
 ``session_expired`` when the session expires.
 
-The session key is a bearer secret, so it is never stored, logged or put in a group name:
+The session key is a bearer secret, so it is never stored, logged or published:
 the identity is :func:`session_credential_id`, a hash of it under a prefix that no token
 ``sid`` has. Logout goes through :func:`secure_ws.revocation.revoke_session`, the same path
 as a token logout, so the mark reaches every process and a pending ticket of that session

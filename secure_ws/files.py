@@ -25,9 +25,7 @@ import time
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-import redis.exceptions
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from pydantic import BaseModel
@@ -41,7 +39,7 @@ from secure_ws.events import (
     current_sequence,
     folder_group,
 )
-from secure_ws.exceptions import BackendUnavailable, MessageRejected
+from secure_ws.exceptions import MessageRejected
 from secure_ws.file_schemas import (
     FileDeleted,
     FileDeletePayload,
@@ -59,7 +57,7 @@ from secure_ws.file_schemas import (
 from secure_ws.limits import TokenBucket
 from secure_ws.messages import ClientMessage, message_handler
 from secure_ws.permissions import BasePermission, IsAuthenticated
-from secure_ws.revocation import user_group
+from secure_ws.sessions.pubsub import send_user_event
 
 logger = logging.getLogger("secure_ws.files")
 
@@ -142,8 +140,9 @@ class CanWriteFolder(BasePermission):
 #: Client-facing event types the consumer forwards from the channel layer.
 _FORWARDED_EVENTS = frozenset({"file.uploaded", "file.deleted"})
 
-#: Channel-layer event type (sent to a user's group) that makes each of their connections
-#: subscribed to the event's folder ask ``can_read`` again: ``secure_ws_folder_access``.
+#: Event type (sent to a user's connections, :func:`~secure_ws.sessions.pubsub.send_user_event`)
+#: that makes each one subscribed to the event's folder ask ``can_read`` again:
+#: ``secure_ws_folder_access``.
 FOLDER_ACCESS_EVENT_TYPE = "secure_ws.folder_access"
 
 
@@ -349,30 +348,22 @@ async def afolder_access_changed(user_id: int | str, folder: str) -> None:
 
     Call it after a change that may take read access away (a membership removed or moved,
     a folder deleted or renamed) has been committed, e.g. from ``transaction.on_commit``.
-    The event reaches every connection of the user on every process through the user's
-    channel-layer group; each one subscribed to ``folder`` asks ``can_read`` again and, if
-    refused, leaves the folder's group, forwards none of its events from then on and sends
-    ``folder.revoked``. Calling it when access did not change is harmless (one
-    ``can_read`` per subscribed connection).
+    The event reaches every connection of the user on every process through the
+    connection registry's pub/sub message (one ``PUBLISH``); each one subscribed to
+    ``folder`` asks ``can_read`` again and, if refused, leaves the folder's group,
+    forwards none of its events from then on and sends ``folder.revoked``. Calling it when
+    access did not change is harmless (one ``can_read`` per subscribed connection).
 
     Raises:
         ValueError: ``folder`` is not a valid folder id.
-        BackendUnavailable: the channel layer is not reachable; delivery then still stops
-            within ``SUBSCRIPTION_RECHECK_INTERVAL`` through the re-check on delivery.
+        BackendUnavailable: Redis is not reachable; delivery then still stops within
+            ``SUBSCRIPTION_RECHECK_INTERVAL`` through the re-check on delivery.
     """
     try:
         folder = FolderPayload(folder=folder).folder
     except ValueError:
         raise ValueError("invalid folder id") from None
-    layer: Any = get_channel_layer()
-    if layer is None:
-        return  # no layer, no subscriptions to reach
-    try:
-        await layer.group_send(
-            user_group(user_id), {"type": FOLDER_ACCESS_EVENT_TYPE, "folder": folder}
-        )
-    except (redis.exceptions.RedisError, OSError) as exc:
-        raise BackendUnavailable("channel layer unavailable") from exc
+    await send_user_event(user_id, {"type": FOLDER_ACCESS_EVENT_TYPE, "folder": folder})
 
 
 def folder_access_changed(user_id: int | str, folder: str) -> None:
@@ -382,6 +373,6 @@ def folder_access_changed(user_id: int | str, folder: str) -> None:
 
     Raises:
         ValueError: ``folder`` is not a valid folder id.
-        BackendUnavailable: the channel layer is not reachable.
+        BackendUnavailable: Redis is not reachable.
     """
     async_to_sync(afolder_access_changed)(user_id, folder)

@@ -1,9 +1,10 @@
-"""Revocation: per-user and per-session groups, kicking live connections, revoked sessions.
+"""Revocation: kicking live connections, revoked login sessions, the ``sid`` claim.
 
-Every accepted connection joins :func:`user_group` for its user, and :func:`session_group`
-when its token carries a ``sid`` claim (the login session). Sending
-:data:`REVOKE_EVENT_TYPE` to a group (or to one channel) closes the connection on whatever
-process holds it with 4403 ``revoked``.
+Every accepted connection is registered in its process's connection registry
+(:mod:`secure_ws.sessions`) under its user id, its login session (a token's ``sid`` claim,
+or the hashed Django session id) and its connection id. :func:`kick_user`,
+:func:`kick_session` and :func:`kick_connection` publish one message; every process closes
+its own matches with 4403 ``revoked`` (no channel-layer group per connection).
 
 What triggers it, besides the admin's "Disconnect" action:
 
@@ -17,7 +18,7 @@ What triggers it, besides the admin's "Disconnect" action:
   same, under the hashed session id: its session-auth sockets and the connections of
   tickets it asked for are kicked, and its pending tickets are refused.
 
-A ticket connection joins the group of the credential that asked for the ticket, so all of
+A ticket connection is registered under the credential that asked for the ticket, so all of
 this reaches it too. ``SessionTokenRefreshSerializer`` makes ``/api/token/refresh/`` refuse
 what the gate refuses (a stale password fingerprint, a revoked ``sid``).
 
@@ -28,16 +29,13 @@ signals: call :func:`revoke_user` yourself after bulk changes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -55,11 +53,13 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from secure_ws.conf import get_settings, register_cache_clearer
 from secure_ws.exceptions import BackendUnavailable
+from secure_ws.sessions.pubsub import publish, publish_sync
+from secure_ws.sessions.registry import SessionMessage
 
 logger = logging.getLogger(__name__)
 
-#: Channel-layer event type a consumer handles by closing with 4403 ``revoked``.
-#: Channels maps it to the consumer method ``secure_ws_revoke``.
+#: Channel-layer event type a consumer handles by closing with 4403 ``revoked``
+#: (:func:`kick_channel`). Channels maps it to the consumer method ``secure_ws_revoke``.
 REVOKE_EVENT_TYPE = "secure_ws.revoke"
 
 #: The JWT claim naming the login session; copied from a refresh token into its access tokens.
@@ -68,53 +68,44 @@ SESSION_CLAIM = "sid"
 #: Most session ids remembered by the in-process cache (no-Redis fallback).
 MAX_CACHED_SESSIONS = 10000
 
-_background: set[asyncio.Task[None]] = set()
 _session_cache: dict[str, tuple[bool, float]] = {}
 
 
-def user_group(user_id: int | str) -> str:
-    """Return the channel-layer group every connection of ``user_id`` joins."""
-    return f"secure_ws.user.{user_id}"
-
-
-def session_group(session_id: str) -> str:
-    """Return the group of every connection opened with tokens of one login session (``sid``)."""
-    return f"secure_ws.session.{session_id}"
-
-
 async def kick_user(user_id: int | str, reason: str = "revoked") -> None:
-    """Close every live connection of ``user_id`` on every process (4403)."""
-    layer: Any = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(user_group(user_id), {"type": REVOKE_EVENT_TYPE, "reason": reason})
+    """Close every live connection of ``user_id`` on every process (4403).
+
+    Raises:
+        BackendUnavailable: Redis did not take the message (this process still acted).
+    """
+    await publish(SessionMessage("user", str(user_id), reason))
 
 
 async def kick_session(session_id: str, reason: str = "revoked") -> None:
-    """Close every live connection opened with tokens of login session ``session_id`` (4403)."""
-    layer: Any = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(
-            session_group(session_id), {"type": REVOKE_EVENT_TYPE, "reason": reason}
-        )
+    """Close every live connection opened with tokens of login session ``session_id`` (4403).
+
+    Raises:
+        BackendUnavailable: Redis did not take the message (this process still acted).
+    """
+    await publish(SessionMessage("session", session_id, reason))
+
+
+async def kick_connection(connection_id: str, reason: str = "revoked") -> None:
+    """Close the one live connection ``connection_id`` (the audit row's id), wherever it is.
+
+    Raises:
+        BackendUnavailable: Redis did not take the message (this process still acted).
+    """
+    await publish(SessionMessage("connection", connection_id, reason))
 
 
 async def kick_channel(channel_name: str, reason: str = "revoked") -> None:
-    """Close the one live connection behind ``channel_name`` (4403)."""
+    """Close the one live connection behind channel-layer ``channel_name`` (4403).
+
+    Kept for callers that hold a channel name; :func:`kick_connection` needs no channel layer.
+    """
     layer: Any = get_channel_layer()
     if layer is not None:
         await layer.send(channel_name, {"type": REVOKE_EVENT_TYPE, "reason": reason})
-
-
-def run_kick(kick: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run an async kick from sync code, or schedule it when a loop runs in this thread."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        async_to_sync(kick)(*args)
-        return
-    task: asyncio.Task[None] = loop.create_task(kick(*args))  # type: ignore[arg-type]
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 # -- users: deactivation and password change ------------------------------------------
@@ -133,7 +124,7 @@ def revoke_user(user_id: int | str) -> None:
         # The kick still happens; the gate's short cache TTL bounds the window.
         logger.exception("user-state invalidation failed: user_id=%s", user_id)
     try:
-        run_kick(kick_user, user_id)
+        publish_sync(SessionMessage("user", str(user_id), "user_changed"))
     except Exception:
         logger.exception("kick failed: user_id=%s", user_id)
 
@@ -290,7 +281,7 @@ def _after_session_revoked(session_id: str, ttl: int) -> None:
         except Exception:
             logger.exception("could not mark a revoked session in Redis")
     try:
-        run_kick(kick_session, session_id)
+        publish_sync(SessionMessage("session", session_id, "logout"))
     except Exception:
         logger.exception("kick of a revoked session failed")
 

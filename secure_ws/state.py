@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import threading
 import weakref
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -79,12 +80,23 @@ def get_redis() -> redis.asyncio.Redis | None:
     return client
 
 
+_close_hooks: list[Callable[[], Awaitable[None]]] = []
+
+
+def register_close_hook(hook: Callable[[], Awaitable[None]]) -> None:
+    """Run ``hook`` in :func:`close_redis` before the client closes (e.g. stop a subscriber)."""
+    if hook not in _close_hooks:
+        _close_hooks.append(hook)
+
+
 async def close_redis() -> None:
     """Close the running loop's client, if any (tests call it before their loop ends)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
+    for hook in _close_hooks:
+        await hook()
     client = _clients.pop(loop, None)
     if client is not None:
         await client.aclose()

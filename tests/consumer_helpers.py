@@ -7,13 +7,14 @@ subprotocol list with any ``bearer.`` entry already removed (unless a test wants
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
-from secure_ws.codes import APP_SUBPROTOCOL, AuthMethod
+from secure_ws.codes import APP_SUBPROTOCOL, AuthMethod, CloseCode, Reason
 from secure_ws.connection import SCOPE_KEY, ConnectionInfo
 
 DEFAULT_PATH = "/ws/test/"
@@ -106,3 +107,34 @@ def unsaved_user(pk: int = 4242, username: str = "tester", **attrs: Any) -> Any:
 
     user = get_user_model()(pk=pk, username=username, is_active=True, **attrs)
     return user
+
+
+class RecordingConnection:
+    """A stand-in member of the connection registry that records what it is asked to do."""
+
+    def __init__(self, user_id: int | str | None = None, session_id: str | None = None) -> None:
+        self.connection = ConnectionInfo(user_id=user_id, session_id=session_id)  # type: ignore[arg-type]
+        self.ends: asyncio.Queue[tuple[CloseCode, Reason]] = asyncio.Queue()
+        self.events: list[dict[str, Any]] = []
+
+    async def end_connection(self, code: CloseCode, reason: Reason) -> None:
+        self.ends.put_nowait((code, reason))
+
+    def deliver_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    async def ended(self, wait: float = 2.0) -> tuple[CloseCode, Reason] | None:
+        """The close the registry asked for within ``wait`` seconds, or ``None``."""
+        try:
+            return await asyncio.wait_for(self.ends.get(), wait)
+        except TimeoutError:
+            return None
+
+
+async def watch(user_id: int | str | None = None, session_id: str | None = None) -> Any:
+    """Register a :class:`RecordingConnection` once revocations can reach this process."""
+    from secure_ws.sessions.pubsub import ensure_subscribed
+
+    conn = RecordingConnection(user_id, session_id)
+    (await ensure_subscribed()).add(conn)
+    return conn

@@ -23,7 +23,9 @@ from secure_ws.connection import ConnectionInfo
 from secure_ws.consumers import SecureJsonWebsocketConsumer
 from secure_ws.messages import ClientMessage, EmptyPayload, Schema, message_handler
 from secure_ws.permissions import IsAdminUser
-from secure_ws.revocation import REVOKE_EVENT_TYPE, kick_user, user_group
+from secure_ws.revocation import kick_session, kick_user
+from secure_ws.sessions.pubsub import send_user_event
+from secure_ws.sessions.registry import ConnectionRegistry, get_registry
 from secure_ws.state import close_redis
 from tests.consumer_helpers import (
     communicator,
@@ -32,6 +34,7 @@ from tests.consumer_helpers import (
     receive_frame,
     request,
     unsaved_user,
+    watch,
 )
 
 
@@ -376,10 +379,26 @@ async def test_a_handler_exception_is_logged_answered_generically_and_survived(
 async def test_channel_layer_events_cannot_name_client_or_internal_handlers() -> None:
     comm = await open_()
     layer = get_channel_layer()
-    group = user_group(comm.scope["user"].pk)
     for event_type in ("handle.ping", "websocket.disconnect", "close", "send_message"):
-        await layer.group_send(group, {"type": event_type})
-    await layer.group_send(group, {"type": "sample.event", "n": 3})
+        await layer.send(comm.scope["secure_ws"].channel_name, {"type": event_type})
+    await layer.send(comm.scope["secure_ws"].channel_name, {"type": "sample.event", "n": 3})
+    assert await receive_frame(comm) == {"type": "sampled", "payload": {"n": 3}}
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_per_user_events_go_through_the_same_event_allow_list() -> None:
+    comm = await open_()
+    user_id = comm.scope["user"].pk
+    for event_type in (
+        "handle.ping",
+        "websocket.disconnect",
+        "close",
+        "end_connection",
+        "deliver_event",
+    ):
+        await send_user_event(user_id, {"type": event_type})
+    await send_user_event(user_id, {"type": "sample.event", "n": 3})
     assert await receive_frame(comm) == {"type": "sampled", "payload": {"n": 3}}
     assert (await request(comm, {"type": "ping"}))["type"] == "pong"
     await comm.disconnect()
@@ -391,11 +410,10 @@ async def test_unhandled_secure_ws_events_are_ignored_quietly_and_others_warn(
     # secure_ws' own per-user events (a folder re-check) reach consumers that have no use
     # for them: that is expected. A foreign event with no handler is a wiring mistake.
     comm = await open_()
-    layer = get_channel_layer()
-    group = user_group(comm.scope["user"].pk)
+    user_id = comm.scope["user"].pk
     with caplog.at_level(logging.DEBUG, logger="secure_ws.consumer"):
-        await layer.group_send(group, {"type": "secure_ws.folder_access", "folder": "team"})
-        await layer.group_send(group, {"type": "nobody.handles_this"})
+        await send_user_event(user_id, {"type": "secure_ws.folder_access", "folder": "team"})
+        await send_user_event(user_id, {"type": "nobody.handles_this"})
         for _ in range(500):  # events and client frames are two sources: let them land
             if "nobody.handles_this" in caplog.text:
                 break
@@ -425,13 +443,32 @@ async def test_the_audit_sees_open_security_events_and_close_with_counters(
 
 
 async def test_disconnect_leaves_every_group(redis_client: Any) -> None:
-    comm = await open_(session_id="sess-1")
+    class Grouped(SampleConsumer):
+        groups = ["room-1"]
+
+    comm = await open_(Grouped)
     layer = get_channel_layer()
-    user_key = layer._group_key(user_group(comm.scope["user"].pk))
-    assert redis_client.zcard(user_key) == 1
+    room_key = layer._group_key("room-1")
+    assert redis_client.zcard(room_key) == 1
     await comm.disconnect()
-    assert redis_client.zcard(user_key) == 0
-    assert redis_client.zcard(layer._group_key("secure_ws.session.sess-1")) == 0
+    assert redis_client.zcard(room_key) == 0
+
+
+async def test_revocation_needs_no_channel_layer_group_only_the_process_registry(
+    redis_client: Any,
+) -> None:
+    comm = await open_(session_id="sess-1")
+    info = comm.scope["secure_ws"]
+    layer = get_channel_layer()
+    # No per-connection revocation groups (the user's or the login session's) in Redis.
+    assert not redis_client.keys(layer._group_key("secure_ws.*"))
+    registry = get_registry()
+    assert [c.connection for c in registry.matches("user", str(info.user_id))] == [info]
+    assert [c.connection for c in registry.matches("session", "sess-1")] == [info]
+    assert [c.connection for c in registry.matches("connection", info.connection_id)] == [info]
+    await comm.disconnect()
+    assert len(registry) == 0
+    assert registry.matches("session", "sess-1") == []
 
 
 # ---------------------------------------------------------------------- lifecycle
@@ -476,9 +513,46 @@ async def test_revoking_the_user_closes_the_connection_4403(audit: RecordingSink
 
 async def test_revoking_the_login_session_closes_its_connections() -> None:
     comm = await open_(session_id="sid-abc")
-    await get_channel_layer().group_send("secure_ws.session.sid-abc", {"type": REVOKE_EVENT_TYPE})
+    spared = await open_(session_id="sid-other")
+    await kick_session("sid-abc")
     frame, _ = await error_then_close(comm)
     assert frame["payload"]["code"] == Reason.REVOKED
+    await comm.disconnect()
+    assert (await request(spared, {"type": "ping"}))["type"] == "pong"
+    await spared.disconnect()
+
+
+async def test_kicking_one_connection_id_closes_only_that_connection() -> None:
+    from secure_ws.revocation import kick_connection
+
+    doomed, spared = await open_(), await open_()
+    await kick_connection(doomed.scope["secure_ws"].connection_id)
+    frame, close = await error_then_close(doomed)
+    assert frame["payload"]["code"] == Reason.REVOKED
+    assert close["code"] == CloseCode.FORBIDDEN
+    await doomed.disconnect()
+    assert (await request(spared, {"type": "ping"}))["type"] == "pong"
+    await spared.disconnect()
+
+
+async def test_a_revocation_before_the_accept_closes_right_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = ConnectionRegistry.add
+
+    def add_and_revoke(self: ConnectionRegistry, conn: Any) -> None:
+        original(self, conn)
+        # The registry's close, run to completion now: the connection is not accepted yet.
+        with pytest.raises(StopIteration):
+            conn.end_connection(CloseCode.FORBIDDEN, Reason.REVOKED).send(None)
+
+    monkeypatch.setattr(ConnectionRegistry, "add", add_and_revoke)
+    comm = communicator(SampleConsumer, unsaved_user())
+    connected, _ = await comm.connect()
+    assert connected
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.REVOKED
+    assert close["code"] == CloseCode.FORBIDDEN
     await comm.disconnect()
 
 
@@ -525,6 +599,25 @@ async def test_auth_refresh_with_another_users_token_is_forbidden_and_closes_440
     frame, close = await error_then_close(comm)
     assert frame["payload"]["code"] == ErrorCode.FORBIDDEN
     assert frame["id"] == "r2"
+    assert close["code"] == CloseCode.FORBIDDEN
+    await comm.disconnect()
+
+
+async def test_auth_refresh_into_another_login_session_moves_its_revocation(
+    alice: Any, token_for: Any
+) -> None:
+    comm = await open_(user=alice, session_id="sid-old")
+    token = token_for(alice, sid="sid-new")
+    reply = await request(comm, {"type": "auth.refresh", "id": "r", "payload": {"token": token}})
+    assert reply["type"] == "ack"
+    witness = await watch(session_id="sid-old")
+    await kick_session("sid-old")
+    assert await witness.ended() is not None  # the kick has been applied on this process
+    get_registry().remove(witness)
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await kick_session("sid-new")
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.REVOKED
     assert close["code"] == CloseCode.FORBIDDEN
     await comm.disconnect()
 

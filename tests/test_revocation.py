@@ -1,8 +1,9 @@
 """Revocation: sid claims, logout, deactivation and password change kick the right connections.
 
-In-process tests use the real channels-redis layer and real Redis; the last tests run two
-real server processes (daphne, then uvicorn: ``servers`` marker) and close connections held
-by either of them.
+In-process tests register stand-in connections in this process's connection registry and
+hear revocations through the real Redis pub/sub; the last tests run two real server
+processes (daphne, then uvicorn: ``servers`` marker) and close connections held by either
+of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from unittest import mock
 import pytest
 import redis
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import OperationalError, connections, transaction
 from django.test import Client, override_settings
@@ -27,15 +27,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
 from secure_ws.exceptions import BackendUnavailable
 from secure_ws.revocation import (
-    REVOKE_EVENT_TYPE,
     SESSION_CLAIM,
     clear_session_cache,
     is_session_revoked,
-    session_group,
-    user_group,
 )
 from secure_ws.state import close_redis, key
 from tests.conftest import DEMO_PASSWORD
+from tests.consumer_helpers import watch
+
+#: What the registry asks of a revoked connection.
+REVOKED = (CloseCode.FORBIDDEN, Reason.REVOKED)
 
 #: Guards against hangs only; no test asserts how fast anything is.
 HANG_GUARD = 15
@@ -72,21 +73,6 @@ def logout(client: Client, refresh: str) -> int:
     return int(client.post("/api/token/blacklist/", {"refresh": refresh}, secure=True).status_code)
 
 
-async def listen(*groups: str) -> tuple[Any, str]:
-    layer: Any = get_channel_layer()
-    channel = await layer.new_channel()
-    for group in groups:
-        await layer.group_add(group, channel)
-    return layer, channel
-
-
-async def received(layer: Any, channel: str, wait: float = 2.0) -> dict[str, Any] | None:
-    try:
-        return dict(await asyncio.wait_for(layer.receive(channel), wait))
-    except TimeoutError:
-        return None
-
-
 # -- sid claims -------------------------------------------------------------------------
 
 
@@ -119,14 +105,12 @@ async def test_logout_revokes_that_session_only_and_kicks_its_group(
     other = await in_thread(obtain_pair)(client, "alice")
     sid = await in_thread(sid_of)(mine["refresh"])
     other_sid = await in_thread(sid_of)(other["refresh"])
-    layer, kicked = await listen(session_group(sid))
-    _, spared = await listen(session_group(other_sid))
+    kicked = await watch(session_id=sid)
+    spared = await watch(session_id=other_sid)
     try:
         assert await in_thread(logout)(client, mine["refresh"]) == 200
-        event = await received(layer, kicked)
-        assert event is not None
-        assert event["type"] == REVOKE_EVENT_TYPE
-        assert await received(layer, spared, wait=0.5) is None
+        assert await kicked.ended() == REVOKED
+        assert await spared.ended(wait=0.5) is None
         assert await is_session_revoked(sid) is True
         assert await is_session_revoked(other_sid) is False
         ttl = redis_client.ttl(key("revoked_sid", sid))
@@ -182,8 +166,8 @@ async def test_deactivation_or_password_change_kicks_the_user_everywhere(
     demo_users: dict[str, Any], change: str
 ) -> None:
     alice, bob = demo_users["alice"], demo_users["bob"]
-    layer, kicked = await listen(user_group(alice.pk))
-    _, spared = await listen(user_group(bob.pk))
+    kicked = await watch(user_id=alice.pk)
+    spared = await watch(user_id=bob.pk)
     try:
         with mock.patch("secure_ws.gate.userstate.invalidate_user_sync") as invalidate:
 
@@ -195,11 +179,9 @@ async def test_deactivation_or_password_change_kicks_the_user_everywhere(
                 alice.save()
 
             await in_thread(apply)()
-            event = await received(layer, kicked)
-        assert event is not None
-        assert event["type"] == REVOKE_EVENT_TYPE
+            assert await kicked.ended() == REVOKED
         invalidate.assert_called_once_with(alice.pk)
-        assert await received(layer, spared, wait=0.5) is None
+        assert await spared.ended(wait=0.5) is None
     finally:
         await close_redis()
 
@@ -208,7 +190,7 @@ async def test_unrelated_saves_and_rolled_back_changes_kick_nobody(
     demo_users: dict[str, Any],
 ) -> None:
     alice = demo_users["alice"]
-    layer, channel = await listen(user_group(alice.pk))
+    watcher = await watch(user_id=alice.pk)
     try:
 
         def edits() -> None:
@@ -224,7 +206,7 @@ async def test_unrelated_saves_and_rolled_back_changes_kick_nobody(
                 alice.is_active = True
 
         await in_thread(edits)()
-        assert await received(layer, channel, wait=1.0) is None
+        assert await watcher.ended(wait=1.0) is None
     finally:
         await close_redis()
 

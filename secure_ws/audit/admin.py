@@ -25,7 +25,7 @@ from secure_ws.audit.dashboard import build_dashboard
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
 from secure_ws.audit.records import EXPORT_FIELDS
 from secure_ws.codes import Outcome
-from secure_ws.revocation import kick_channel
+from secure_ws.revocation import kick_connection
 
 #: Columns of the CSV export, in order.
 CSV_COLUMNS = EXPORT_FIELDS
@@ -172,10 +172,7 @@ class ConnectionRecordAdmin(_AdminBase):
         done = 0
         skipped = 0
         for record in queryset.filter(outcome=Outcome.ACCEPTED.value, closed_at__isnull=True):
-            if not record.channel_name:
-                skipped += 1
-                continue
-            async_to_sync(kick_channel)(record.channel_name)
+            async_to_sync(kick_connection)(record.connection_id)
             who = f"by {request.user.get_username()} (id {request.user.pk})"
             SecurityEvent.objects.create(
                 record=record,

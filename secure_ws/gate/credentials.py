@@ -180,8 +180,9 @@ def _django_session_identity(session: Any) -> tuple[str, float]:
 async def _bind_django_session(scope: Scope) -> None:
     """Give a session-authenticated connection its session's identity and expiry.
 
-    It then joins the session's revocation group (logout closes it 4403) and closes 4401
-    ``session_expired`` when the session expires, like a ticket a session asked for.
+    It is then registered under the session for revocation (logout closes it 4403) and
+    closes 4401 ``session_expired`` when the session expires, like a ticket a session asked
+    for.
 
     Raises:
         Refused: ``session_expired`` or ``token_revoked`` (a session already logged out);

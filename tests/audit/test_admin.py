@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
@@ -18,7 +17,8 @@ from django.utils import timezone
 
 from secure_ws.audit.admin import ADMIN_DISCONNECT_KIND
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
-from secure_ws.revocation import REVOKE_EVENT_TYPE
+from secure_ws.sessions.pubsub import channel_name
+from secure_ws.sessions.registry import SessionMessage
 
 pytestmark = pytest.mark.django_db
 
@@ -177,23 +177,29 @@ def test_csv_export_has_every_selected_row_and_defuses_formulas(
     assert refused["origin"].startswith("'=")
 
 
-def test_disconnect_kicks_the_live_channel_and_records_who(
-    users: dict[str, Any], rows: dict[str, Any]
+def test_disconnect_kicks_the_live_connection_and_records_who(
+    users: dict[str, Any], rows: dict[str, Any], redis_client: Any
 ) -> None:
-    layer: Any = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
     live = rows["live"]
-    live.channel_name = channel
-    live.save()
-
-    response = client_for(users["root"]).post(
-        reverse(CHANGELIST),
-        {"action": "disconnect", "_selected_action": [live.pk, rows["closed"].pk]},
-        follow=True,
-    )
-    assert response.status_code == 200
-    message = async_to_sync(layer.receive)(channel)
-    assert message["type"] == REVOKE_EVENT_TYPE
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel_name())
+    try:
+        response = client_for(users["root"]).post(
+            reverse(CHANGELIST),
+            {"action": "disconnect", "_selected_action": [live.pk, rows["closed"].pk]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        deadline = time.monotonic() + 5
+        published = []
+        while time.monotonic() < deadline and not published:
+            message = pubsub.get_message(timeout=0.2)
+            if message is not None:
+                published.append(SessionMessage.decode(message["data"]))
+    finally:
+        pubsub.close()
+    # By connection id: whichever process holds it closes it (no channel name needed).
+    assert published == [SessionMessage("connection", live.connection_id, "revoked")]
     event = SecurityEvent.objects.get(record=live, kind=ADMIN_DISCONNECT_KIND)
     assert f"root (id {users['root'].pk})" in event.detail
     assert not SecurityEvent.objects.filter(record=rows["closed"]).exists()
