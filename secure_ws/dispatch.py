@@ -35,6 +35,34 @@ Message = dict[str, Any]
 MAX_EVENT_TYPE_CHARS = 100
 
 
+#: Seconds a consumer waits for its cancelled sources before leaving them to finish alone.
+#: A channels-redis receive cancelled in the middle of a Redis command can take a second
+#: or more to unwind; nothing the consumer does depends on it.
+REAP_WAIT = 0.1
+
+# Cancelled sources still unwinding: the loop holds only weak references to tasks.
+_unwinding: set[asyncio.Future[Any]] = set()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    _unwinding.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def _reap(tasks: list[asyncio.Future[Any]]) -> None:
+    """Wait briefly for cancelled ``tasks``; leave the slow ones to end on their own."""
+    pending = [task for task in tasks if not task.done()]
+    if pending:
+        _, pending_set = await asyncio.wait(pending, timeout=REAP_WAIT)
+        for task in pending_set:
+            _unwinding.add(task)
+            task.add_done_callback(_retrieve)
+    for task in tasks:
+        if task.done():
+            _retrieve(task)
+
+
 async def _never() -> Message:
     # Stands in for a failed channel-layer receive so the loop keeps serving the client.
     await asyncio.Event().wait()
@@ -110,8 +138,12 @@ class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._inbox = self._inbox_ready = None
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.finish()
+            try:
+                # Clean up first (registry, audit, caps): the connection's end must not
+                # wait for its sources to unwind.
+                await self.finish()
+            finally:
+                await _reap(tasks)
 
     async def dispatch_transport(self, message: Message) -> None:
         """Route a client ASGI message to its ``websocket_*`` method; ignore anything else."""

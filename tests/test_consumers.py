@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.test import override_settings
 from pydantic import StringConstraints
 
@@ -440,6 +440,37 @@ async def test_the_audit_sees_open_security_events_and_close_with_counters(
     assert (messages_in, messages_out, violations) == (2, 2, 1)
     assert bytes_in > 0
     assert bytes_out > 0
+
+
+class SlowToUnwindLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """A channel layer whose receive, once cancelled, takes seconds to unwind.
+
+    channels-redis does this when a receive is cancelled in the middle of a Redis command.
+    """
+
+    async def receive(self, channel: str) -> Any:
+        try:
+            return await super().receive(channel)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.sleep(3))
+            raise
+
+
+class SlowLayerConsumer(SampleConsumer):
+    channel_layer_alias = "slow_to_unwind"
+
+
+async def test_a_slow_to_unwind_channel_layer_delays_neither_the_end_nor_its_audit(
+    audit: RecordingSink, settings: Any
+) -> None:
+    settings.CHANNEL_LAYERS = {
+        **settings.CHANNEL_LAYERS,
+        "slow_to_unwind": {"BACKEND": "tests.test_consumers.SlowToUnwindLayer"},
+    }
+    comm = await open_(SlowLayerConsumer)
+    await comm.disconnect()  # cancels the consumer if it has not ended by itself within 1 s
+    assert not comm.future.cancelled(), "the consumer waited for its channel layer to unwind"
+    assert len(audit.kinds("closed")) == 1
 
 
 async def test_disconnect_leaves_every_group(redis_client: Any) -> None:
