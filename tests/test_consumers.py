@@ -492,7 +492,8 @@ async def test_revocation_needs_no_channel_layer_group_only_the_process_registry
     info = comm.scope["secure_ws"]
     layer = get_channel_layer()
     # No per-connection revocation groups (the user's or the login session's) in Redis.
-    assert not redis_client.keys(layer._group_key("secure_ws.*"))
+    assert not redis_client.keys(layer._group_key(f"secure_ws.user.{info.user_id}"))
+    assert not redis_client.keys(layer._group_key("secure_ws.session.sess-1"))
     registry = get_registry()
     assert [c.connection for c in registry.matches("user", str(info.user_id))] == [info]
     assert [c.connection for c in registry.matches("session", "sess-1")] == [info]
