@@ -46,9 +46,9 @@ from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
 
 from secure_ws import secure_websocket  # noqa: E402
 from secure_ws.codes import APP_SUBPROTOCOL  # noqa: E402
-from secure_ws.consumers import SecureJsonWebsocketConsumer  # noqa: E402
-from secure_ws.files import FileEventConsumer  # noqa: E402
-from secure_ws.messages import ClientMessage, Schema, message_handler  # noqa: E402
+from secure_ws.consumer.messages import ClientMessage, Schema, message_handler  # noqa: E402
+from secure_ws.consumer.secure import SecureJsonWebsocketConsumer  # noqa: E402
+from secure_ws.contrib.files.consumer import FileEventConsumer  # noqa: E402
 
 #: The channel-layer group the plain consumers use for a folder (fan-out floor).
 PLAIN_GROUP_PREFIX = "benchfolder."

@@ -3,8 +3,8 @@
 Publishes ``COUNT`` file events to ``FOLDER`` through the channel layer (the bench's Redis),
 back to back, and prints one JSON object: ``{file_id: publish time}``. The plain stacks get
 a raw ``group_send`` of the same payload; secure_ws goes through
-:func:`secure_ws.events.apublish_file_event` (sequence number, validation, drop monitor),
-as a view or a Celery task would.
+:func:`secure_ws.contrib.files.events.apublish_file_event` (sequence number, validation,
+drop monitor), as a view or a Celery task would.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ django.setup()
 from channels.layers import get_channel_layer  # noqa: E402
 
 from bench.apps import PLAIN_GROUP_PREFIX  # noqa: E402
-from secure_ws.events import apublish_file_event  # noqa: E402
-from secure_ws.file_schemas import FileUploaded  # noqa: E402
+from secure_ws.contrib.files.events import apublish_file_event  # noqa: E402
+from secure_ws.contrib.files.schemas import FileUploaded  # noqa: E402
 
 SHA256 = "0" * 64
 

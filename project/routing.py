@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from secure_ws.files import FileEventConsumer
+from secure_ws.contrib.files.consumer import FileEventConsumer
 
 websocket_urlpatterns = [
     path("ws/files/", FileEventConsumer.as_asgi()),

@@ -173,7 +173,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # The gate's token rules (revoked login sessions, password changes) for HTTP too.
-        "secure_ws.authentication.SecureJWTAuthentication",
+        "secure_ws.api.authentication.SecureJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -188,12 +188,12 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     # Login-session id ("sid") in refresh tokens, copied into their access tokens, so that
     # logging out (blacklisting the refresh token) closes that session's WebSockets.
-    "TOKEN_OBTAIN_SERIALIZER": "secure_ws.revocation.SessionTokenObtainPairSerializer",
-    "TOKEN_BLACKLIST_SERIALIZER": "secure_ws.revocation.SessionTokenBlacklistSerializer",
+    "TOKEN_OBTAIN_SERIALIZER": "secure_ws.sessions.revocation.SessionTokenObtainPairSerializer",
+    "TOKEN_BLACKLIST_SERIALIZER": "secure_ws.sessions.revocation.SessionTokenBlacklistSerializer",
     # A password change revokes every token issued before it (fingerprint claim), and the
     # refresh view checks it too (simplejwt's own refresh serializer does not).
     "CHECK_REVOKE_TOKEN": True,
-    "TOKEN_REFRESH_SERIALIZER": "secure_ws.revocation.SessionTokenRefreshSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "secure_ws.sessions.revocation.SessionTokenRefreshSerializer",
 }
 
 _origins = env_list("SECURE_WS_ALLOWED_ORIGINS", [])
@@ -225,7 +225,7 @@ _trusted_proxies = env_list("SECURE_WS_TRUSTED_PROXIES", [])
 if _trusted_proxies:
     SECURE_WS["TRUSTED_PROXIES"] = _trusted_proxies
 
-# Brute-force limits on the credential endpoints (secure_ws.throttling, wired in urls.py):
+# Brute-force limits on the credential endpoints (secure_ws.api.throttling, wired in urls.py):
 # per client IP for login and refresh, per user for tickets; 429 with Retry-After.
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # type: ignore[assignment]
     "token": env_rate("THROTTLE_TOKEN_RATE", "10/min"),

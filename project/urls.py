@@ -10,9 +10,9 @@ from rest_framework_simplejwt.views import (
 
 from project.filebox.api import FolderFilesView, FolderFileView, FolderListView
 from project.filebox.views import index
-from secure_ws.metrics import metrics_view
-from secure_ws.throttling import ScopedRateThrottle
-from secure_ws.tickets import WebSocketTicketView
+from secure_ws.api.throttling import ScopedRateThrottle
+from secure_ws.audit.metrics import metrics_view
+from secure_ws.gate.tickets import WebSocketTicketView
 
 
 # Password guessing and refresh-token replay: throttled per client IP (scope rates in

@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "secure_websocket": "secure_ws.gate.stack",
-    "SecureJsonWebsocketConsumer": "secure_ws.consumers",
-    "message_handler": "secure_ws.messages",
-    "FileEventConsumer": "secure_ws.files",
-    "publish_file_event": "secure_ws.events",
+    "SecureJsonWebsocketConsumer": "secure_ws.consumer.secure",
+    "message_handler": "secure_ws.consumer.messages",
+    "FileEventConsumer": "secure_ws.contrib.files.consumer",
+    "publish_file_event": "secure_ws.contrib.files.events",
     "get_settings": "secure_ws.conf",
 }
 
@@ -31,11 +31,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from secure_ws.conf import get_settings
-    from secure_ws.consumers import SecureJsonWebsocketConsumer
-    from secure_ws.events import publish_file_event
-    from secure_ws.files import FileEventConsumer
+    from secure_ws.consumer.messages import message_handler
+    from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
+    from secure_ws.contrib.files.consumer import FileEventConsumer
+    from secure_ws.contrib.files.events import publish_file_event
     from secure_ws.gate.stack import secure_websocket
-    from secure_ws.messages import message_handler
 
 
 def __getattr__(name: str) -> Any:

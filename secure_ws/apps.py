@@ -17,8 +17,8 @@ class SecureWSConfig(AppConfig):
     def ready(self) -> None:
         # Importing these modules registers checks and signal receivers.
         import_module("secure_ws.checks")
-        import_module("secure_ws.revocation")
-        import_module("secure_ws.django_session")
+        import_module("secure_ws.sessions.revocation")
+        import_module("secure_ws.sessions.django_session")
         # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
         from secure_ws.shutdown import install_daphne_shutdown
 

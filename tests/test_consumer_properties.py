@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from secure_ws.codes import CloseCode, ErrorCode, Reason
-from secure_ws.files import FileEventConsumer
-from secure_ws.messages import MAX_CLIENT_ID_CHARS
+from secure_ws.consumer.messages import MAX_CLIENT_ID_CHARS
+from secure_ws.contrib.files.consumer import FileEventConsumer
 from secure_ws.state import close_redis
 from tests.consumer_helpers import communicator
 

@@ -20,12 +20,12 @@ from pydantic import StringConstraints
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
-from secure_ws.consumers import SecureJsonWebsocketConsumer
-from secure_ws.messages import ClientMessage, EmptyPayload, Schema, message_handler
-from secure_ws.permissions import IsAdminUser
-from secure_ws.revocation import kick_session, kick_user
+from secure_ws.consumer.messages import ClientMessage, EmptyPayload, Schema, message_handler
+from secure_ws.consumer.permissions import IsAdminUser
+from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
 from secure_ws.sessions.pubsub import send_user_event
 from secure_ws.sessions.registry import ConnectionRegistry, get_registry
+from secure_ws.sessions.revocation import kick_session, kick_user
 from secure_ws.state import close_redis
 from tests.consumer_helpers import (
     communicator,
@@ -110,7 +110,7 @@ class RecordingSink:
 @pytest.fixture
 def audit(monkeypatch: pytest.MonkeyPatch) -> RecordingSink:
     sink = RecordingSink()
-    monkeypatch.setattr("secure_ws.base_consumer.get_audit_sink", lambda: sink)
+    monkeypatch.setattr("secure_ws.consumer.audited.get_audit_sink", lambda: sink)
     monkeypatch.setattr("secure_ws.gate.refusal.get_audit_sink", lambda: sink)
     return sink
 
@@ -555,7 +555,7 @@ async def test_revoking_the_login_session_closes_its_connections() -> None:
 
 
 async def test_kicking_one_connection_id_closes_only_that_connection() -> None:
-    from secure_ws.revocation import kick_connection
+    from secure_ws.sessions.revocation import kick_connection
 
     doomed, spared = await open_(), await open_()
     await kick_connection(doomed.scope["secure_ws"].connection_id)
@@ -782,7 +782,7 @@ async def test_a_failing_audit_sink_or_signal_receiver_never_stops_the_connectio
     def broken_receiver(**kwargs: Any) -> None:
         raise RuntimeError("receiver bug")
 
-    monkeypatch.setattr("secure_ws.base_consumer.get_audit_sink", BrokenSink)
+    monkeypatch.setattr("secure_ws.consumer.audited.get_audit_sink", BrokenSink)
     signals.connection_accepted.connect(broken_receiver)
     signals.security_event.connect(broken_receiver)
     try:
@@ -800,8 +800,8 @@ async def test_a_failing_audit_sink_or_signal_receiver_never_stops_the_connectio
 
 
 def traffic_with(**overrides: Any) -> Any:
-    from secure_ws.limits import ConnectionLimits
-    from secure_ws.traffic import ConnectionTraffic
+    from secure_ws.consumer.limits import ConnectionLimits
+    from secure_ws.consumer.traffic import ConnectionTraffic
 
     limits: dict[str, Any] = {
         "max_message_bytes": 100,
@@ -848,9 +848,9 @@ def test_traffic_counts_one_violation_per_rate_limited_streak_then_closes_4429()
 
 
 def test_per_connection_objects_have_no_instance_dict() -> None:
+    from secure_ws.consumer.timers import ConnectionTimers
     from secure_ws.gate.caps import ConnectionSlot
     from secure_ws.gate.handshake import HandshakeHeaders
-    from secure_ws.timers import ConnectionTimers
 
     async def noop(*args: Any) -> None:
         pass

@@ -23,16 +23,16 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from project.filebox.models import Folder, StoredFile
-from secure_ws import events
 from secure_ws.codes import ErrorCode
-from secure_ws.events import (
+from secure_ws.contrib.files import events
+from secure_ws.contrib.files.consumer import FileEventConsumer
+from secure_ws.contrib.files.events import (
     FILE_EVENT_LAYER_TYPE,
     apublish_file_event,
     folder_group,
     publish_file_event,
 )
-from secure_ws.file_schemas import FileDeleted, FileUploaded, Sender
-from secure_ws.files import FileEventConsumer
+from secure_ws.contrib.files.schemas import FileDeleted, FileUploaded, Sender
 from secure_ws.state import close_redis
 from tests.consumer_helpers import communicator, receive_frame, request
 
@@ -489,7 +489,7 @@ def test_http_folder_list_shows_the_users_folders(users: Any, media: Path) -> No
 def test_a_folder_policy_without_the_protocol_methods_is_refused() -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    from secure_ws.files import get_folder_policy
+    from secure_ws.contrib.files.consumer import get_folder_policy
 
     overrides = {"REQUIRE_TLS": False, "FOLDER_POLICY": "collections.OrderedDict"}
     with override_settings(SECURE_WS=overrides), pytest.raises(ImproperlyConfigured):

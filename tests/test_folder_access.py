@@ -21,9 +21,9 @@ from django.test import override_settings
 
 from project.filebox.models import Folder, Membership
 from project.filebox.policy import MembershipFolderPolicy
-from secure_ws.events import apublish_file_event
-from secure_ws.file_schemas import FileDeleted
-from secure_ws.files import FileEventConsumer, FolderPolicy, afolder_access_changed
+from secure_ws.contrib.files.consumer import FileEventConsumer, FolderPolicy, afolder_access_changed
+from secure_ws.contrib.files.events import apublish_file_event
+from secure_ws.contrib.files.schemas import FileDeleted
 from secure_ws.state import close_redis
 from tests.consumer_helpers import communicator, receive_frame, request
 from tests.test_revocation import in_thread

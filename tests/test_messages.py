@@ -10,8 +10,8 @@ import pytest
 from pydantic import StringConstraints
 
 from secure_ws.codes import ErrorCode
-from secure_ws.limits import SlidingWindowCounter, TokenBucket
-from secure_ws.messages import (
+from secure_ws.consumer.limits import SlidingWindowCounter, TokenBucket
+from secure_ws.consumer.messages import (
     MAX_CLIENT_ID_CHARS,
     ClientMessage,
     FrameRejected,

@@ -12,8 +12,8 @@ from django.core.management import CommandError, call_command
 
 from project.routing import websocket_urlpatterns
 from secure_ws.codes import CloseCode, ErrorCode
-from secure_ws.files import FileEventConsumer
-from secure_ws.protocol import build_asyncapi, endpoints_from_urlpatterns, render_markdown
+from secure_ws.consumer.protocol import build_asyncapi, endpoints_from_urlpatterns, render_markdown
+from secure_ws.contrib.files.consumer import FileEventConsumer
 
 PROTOCOL_DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 

@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
 from secure_ws.exceptions import BackendUnavailable
-from secure_ws.revocation import (
+from secure_ws.sessions.revocation import (
     SESSION_CLAIM,
     clear_session_cache,
     is_session_revoked,
@@ -121,7 +121,7 @@ async def test_logout_revokes_that_session_only_and_kicks_its_group(
 
 
 def test_refresh_rotation_does_not_revoke_the_session(demo_users: dict[str, Any]) -> None:
-    from secure_ws.audit.models import RevokedSession
+    from secure_ws.sessions.models import RevokedSession
 
     client = Client()
     pair = obtain_pair(client, "alice")
@@ -151,7 +151,8 @@ async def test_unknown_state_fails_closed(transactional_db: None) -> None:
     with (
         override_settings(SECURE_WS={**settings.SECURE_WS, "REDIS_URL": None}),
         mock.patch(
-            "secure_ws.revocation._revoked_in_database", side_effect=OperationalError("down")
+            "secure_ws.sessions.revocation._revoked_in_database",
+            side_effect=OperationalError("down"),
         ),
         pytest.raises(BackendUnavailable),
     ):

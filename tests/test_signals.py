@@ -14,7 +14,7 @@ from django.dispatch import Signal
 from secure_ws import signals
 from secure_ws.codes import ErrorCode, Reason
 from secure_ws.connection import ConnectionInfo
-from secure_ws.consumers import SecureJsonWebsocketConsumer
+from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
 from secure_ws.exceptions import Refused
 from secure_ws.gate import refusal
 from secure_ws.state import close_redis

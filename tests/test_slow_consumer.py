@@ -20,14 +20,14 @@ from django.test import override_settings
 from project.filebox.models import Folder, StoredFile
 from secure_ws.audit.models import ConnectionRecord
 from secure_ws.audit.writer import AuditWriter
-from secure_ws.backpressure import OutputBound
 from secure_ws.codes import CloseCode, ErrorCode, Reason
 from secure_ws.compat import OutputBuffer
 from secure_ws.connection import ConnectionInfo
-from secure_ws.events import FILE_EVENT_LAYER_TYPE
-from secure_ws.files import FileEventConsumer
+from secure_ws.consumer.backpressure import OutputBound
+from secure_ws.consumer.traffic import ConnectionTraffic
+from secure_ws.contrib.files.consumer import FileEventConsumer
+from secure_ws.contrib.files.events import FILE_EVENT_LAYER_TYPE
 from secure_ws.state import close_redis
-from secure_ws.traffic import ConnectionTraffic
 from tests.consumer_helpers import communicator, error_then_close, receive_frame, request
 from tests.test_consumers import RecordingSink
 
@@ -76,7 +76,7 @@ def buffer() -> StandInBuffer:
 @pytest.fixture
 def audit(monkeypatch: pytest.MonkeyPatch) -> RecordingSink:
     sink = RecordingSink()
-    monkeypatch.setattr("secure_ws.base_consumer.get_audit_sink", lambda: sink)
+    monkeypatch.setattr("secure_ws.consumer.audited.get_audit_sink", lambda: sink)
     return sink
 
 

@@ -20,7 +20,7 @@ from django.test import Client
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
-from secure_ws.throttling import DEFAULT_RATES, ScopedRateThrottle
+from secure_ws.api.throttling import DEFAULT_RATES, ScopedRateThrottle
 from tests.conftest import DEMO_PASSWORD, DaphneServer, free_port
 
 ORIGIN = "https://app.example.com"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from secure_ws.codes import CloseCode, Reason
-from secure_ws.timers import ConnectionTimers
+from secure_ws.consumer.timers import ConnectionTimers
 
 
 class FakeHandle:

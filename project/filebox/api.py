@@ -1,8 +1,8 @@
 """HTTP API of the demo's folders: list, upload and delete real files.
 
 Each write stores or removes the file first, then announces it to the folder's WebSocket
-subscribers through :func:`secure_ws.events.publish_file_event`. The client's file name is
-a display name only (validated like the WebSocket protocol's); files are stored under
+subscribers through :func:`secure_ws.contrib.files.events.publish_file_event`. The client's
+file name is a display name only (validated like the WebSocket protocol's); files are stored under
 their uuid.
 """
 
@@ -22,9 +22,8 @@ from rest_framework.views import APIView
 
 from project.filebox.models import Folder, Membership, StoredFile
 from project.filebox.policy import folder_files, membership_access
-from secure_ws.events import publish_file_event
-from secure_ws.exceptions import BackendUnavailable
-from secure_ws.file_schemas import (
+from secure_ws.contrib.files.events import publish_file_event
+from secure_ws.contrib.files.schemas import (
     FileDeleted,
     FileUploaded,
     Sender,
@@ -32,6 +31,7 @@ from secure_ws.file_schemas import (
     check_file_name,
     check_file_size,
 )
+from secure_ws.exceptions import BackendUnavailable
 
 logger = logging.getLogger("project.filebox")
 

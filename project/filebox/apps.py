@@ -7,5 +7,5 @@ class FileboxConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Membership changes call secure_ws.files.folder_access_changed.
+        # Membership changes call secure_ws.contrib.files.consumer.folder_access_changed.
         from project.filebox import receivers  # noqa: F401

@@ -7,7 +7,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from project.filebox.models import Membership, StoredFile
-from secure_ws.file_schemas import FolderFile
+from secure_ws.contrib.files.schemas import FolderFile
 
 
 def membership_access(user: Any, folder: str) -> str | None:

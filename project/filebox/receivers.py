@@ -2,8 +2,9 @@
 
 A removed membership, one moved to another user or folder, a deleted folder (its
 memberships go with it) and a renamed folder each take read access away from someone;
-after the change commits, :func:`secure_ws.files.folder_access_changed` makes that user's
-subscribed connections re-check it on every process. Bulk changes that send no signals
+after the change commits,
+:func:`secure_ws.contrib.files.consumer.folder_access_changed` makes that user's subscribed
+connections re-check it on every process. Bulk changes that send no signals
 (``QuerySet.update()``, raw SQL) are caught later by the consumer's re-check on delivery
 (``SUBSCRIPTION_RECHECK_INTERVAL``); call the hook yourself after them to be immediate.
 """
@@ -18,8 +19,8 @@ from django.db.models.signals import post_delete, post_save, pre_delete, pre_sav
 from django.dispatch import receiver
 
 from project.filebox.models import Folder, Membership
+from secure_ws.contrib.files.consumer import folder_access_changed
 from secure_ws.exceptions import BackendUnavailable
-from secure_ws.files import folder_access_changed
 
 logger = logging.getLogger("project.filebox")
 

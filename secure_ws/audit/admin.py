@@ -25,7 +25,7 @@ from secure_ws.audit.dashboard import build_dashboard
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
 from secure_ws.audit.records import EXPORT_FIELDS
 from secure_ws.codes import Outcome
-from secure_ws.revocation import kick_connection
+from secure_ws.sessions.revocation import kick_connection
 
 #: Columns of the CSV export, in order.
 CSV_COLUMNS = EXPORT_FIELDS

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from secure_ws import metrics
+from secure_ws.audit import metrics
 from secure_ws.audit.records import COUNTER_FIELDS, Entry
 from secure_ws.conf import AUDIT_SINK_NAMES, get_settings
 
@@ -94,7 +94,7 @@ def log_record(entry: Entry) -> dict[str, Any]:
 
 
 class MetricsSink:
-    """Feeds the Prometheus metrics of :mod:`secure_ws.metrics`."""
+    """Feeds the Prometheus metrics of :mod:`secure_ws.audit.metrics`."""
 
     def emit(self, entries: Iterable[Entry]) -> None:
         for kind, at, info, arguments in entries:

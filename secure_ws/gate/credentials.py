@@ -172,7 +172,7 @@ async def _session_user(scope: Scope) -> Any:
 
 
 def _django_session_identity(session: Any) -> tuple[str, float]:
-    from secure_ws.django_session import session_credential_id, session_expiry
+    from secure_ws.sessions.django_session import session_credential_id, session_expiry
 
     return session_credential_id(session.session_key), session_expiry(session)
 
@@ -274,7 +274,7 @@ class CredentialsMiddleware(GateStep):
     async def _authenticate(self, scope: Scope, credential: PresentedCredential) -> None:
         info = get_connection_info(scope)
         if credential.method is AuthMethod.TICKET:
-            from secure_ws.tickets import consume_ticket, ticket_user
+            from secure_ws.gate.tickets import consume_ticket, ticket_user
 
             grant = await consume_ticket(credential.secret, info.origin)
             if grant is None:

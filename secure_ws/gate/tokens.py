@@ -3,7 +3,7 @@
 :func:`validate_access_token` is the one check every token goes through: the gate's
 credentials step at the handshake, and the consumer's ``auth.refresh`` inside a connection;
 :func:`validate_access_token_sync` runs the same checks for views (the ticket view and DRF's
-:class:`secure_ws.authentication.SecureJWTAuthentication`), so HTTP and WebSocket refuse the
+:class:`secure_ws.api.authentication.SecureJWTAuthentication`), so HTTP and WebSocket refuse the
 same tokens with the same reasons.
 It decodes the token once with simplejwt (signature, algorithm list, audience, issuer,
 leeway, ``exp``/``nbf``, ``token_type``, ``jti``), then requires an existing, active user
@@ -151,7 +151,7 @@ def _decode_any_sync(raw_token: str) -> Any:
 
 def _session_revocation() -> Any:
     # Owned by the revocation module; looked up at call time so either side can land first.
-    module = import_module("secure_ws.revocation")
+    module = import_module("secure_ws.sessions.revocation")
     if not hasattr(module, "is_session_revoked"):
         raise BackendUnavailable("session revocation check is not installed")
     return module

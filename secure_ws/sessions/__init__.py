@@ -6,5 +6,5 @@
   carries revocations (and per-user events) to every process, failing closed when it drops.
 
 What triggers a revocation (logout, deactivation, password change, the admin) lives in
-:mod:`secure_ws.revocation`.
+:mod:`secure_ws.sessions.revocation`.
 """

@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from secure_ws.audit.models import ConnectionRecord, RevokedSession, SecurityEvent
+from secure_ws.audit.models import ConnectionRecord, SecurityEvent
+from secure_ws.sessions.models import RevokedSession
 
 pytestmark = pytest.mark.django_db
 

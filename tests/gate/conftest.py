@@ -21,8 +21,8 @@ HOST = "app.example.com"
 async def gate_state(settings: Any) -> AsyncIterator[dict[str, Any]]:
     """Give each test its own Redis key prefix and empty in-process state."""
     from secure_ws.gate import caps, throttle
+    from secure_ws.gate.tickets import _local_tickets
     from secure_ws.state import close_redis
-    from secure_ws.tickets import _local_tickets
 
     settings.ALLOWED_HOSTS = [HOST, "127.0.0.1", "localhost", "testserver"]
     settings.SECURE_WS = {

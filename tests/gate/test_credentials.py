@@ -16,12 +16,12 @@ from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from secure_ws import revocation
 from secure_ws.codes import APP_SUBPROTOCOL, AuthMethod, Reason
 from secure_ws.exceptions import Refused
 from secure_ws.gate import userstate
 from secure_ws.gate.credentials import CredentialsMiddleware, validate_access_token
 from secure_ws.gate.origin import OriginMiddleware
+from secure_ws.sessions import revocation
 from tests.conftest import DEMO_PASSWORD
 from tests.e2e.gate_asgi import info_consumer
 from tests.gate.conftest import build_headers, set_gate

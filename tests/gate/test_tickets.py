@@ -14,12 +14,12 @@ from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
 from secure_ws.codes import AuthMethod, Reason
-from secure_ws.django_session import session_credential_id
 from secure_ws.gate.credentials import CredentialsMiddleware
 from secure_ws.gate.origin import OriginMiddleware
-from secure_ws.revocation import SESSION_CLAIM
+from secure_ws.gate.tickets import TicketGrant, consume_ticket, issue_ticket
+from secure_ws.sessions.django_session import session_credential_id
+from secure_ws.sessions.revocation import SESSION_CLAIM
 from secure_ws.state import key
-from secure_ws.tickets import TicketGrant, consume_ticket, issue_ticket
 from tests.conftest import DEMO_PASSWORD
 from tests.e2e.gate_asgi import info_consumer
 from tests.gate.conftest import ORIGIN, build_headers, set_gate

@@ -20,10 +20,10 @@ from django.test import override_settings
 
 from secure_ws.codes import CloseCode, Reason
 from secure_ws.exceptions import BackendUnavailable
-from secure_ws.revocation import kick_user
 from secure_ws.sessions import pubsub
 from secure_ws.sessions.pubsub import ensure_subscribed
 from secure_ws.sessions.registry import get_registry
+from secure_ws.sessions.revocation import kick_user
 from secure_ws.state import close_redis
 from tests.consumer_helpers import watch
 from tests.reliability.conftest import PrivateRedis

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.test import override_settings
 
 from secure_ws.codes import CloseCode, Reason
-from secure_ws.revocation import kick_connection, kick_session, kick_user
 from secure_ws.sessions.pubsub import channel_name, publish_sync, send_user_event
 from secure_ws.sessions.registry import MAX_MESSAGE_BYTES, SessionMessage, get_registry
+from secure_ws.sessions.revocation import kick_connection, kick_session, kick_user
 from secure_ws.state import close_redis
 from tests.consumer_helpers import RecordingConnection, watch
 

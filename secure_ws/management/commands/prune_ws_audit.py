@@ -13,8 +13,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from secure_ws.audit.models import ConnectionRecord, RevokedSession
+from secure_ws.audit.models import ConnectionRecord
 from secure_ws.conf import get_settings
+from secure_ws.sessions.models import RevokedSession
 
 _AGE = re.compile(r"^(\d+)([dhm]?)$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "": "days"}

@@ -8,7 +8,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
-from secure_ws.protocol import build_asyncapi, dumps, endpoints_from_urlpatterns, render_markdown
+from secure_ws.consumer.protocol import (
+    build_asyncapi,
+    dumps,
+    endpoints_from_urlpatterns,
+    render_markdown,
+)
 
 
 def default_routing() -> str:

@@ -14,7 +14,7 @@ What triggers it, besides the admin's "Disconnect" action:
   marked revoked (Redis key living as long as tokens of that session can, plus a database
   row) so the gate refuses new handshakes with it, and that session's connections, only
   those, are kicked.
-* a Django session logs out (``user_logged_out``, :mod:`secure_ws.django_session`) -> the
+* a Django session logs out (``user_logged_out``, :mod:`secure_ws.sessions.django_session`) -> the
   same, under the hashed session id: its session-auth sockets and the connections of
   tickets it asked for are kicked, and its pending tickets are refused.
 
@@ -211,7 +211,7 @@ class SessionTokenRefreshSerializer(TokenRefreshSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[Any, Any]:
         """Check the refresh token's user, password fingerprint and session, then refresh."""
-        from secure_ws.authentication import drf_refusal
+        from secure_ws.api.authentication import drf_refusal
         from secure_ws.exceptions import Refused
         from secure_ws.gate.tokens import (
             active_user_sync,
@@ -247,12 +247,12 @@ def revoke_session(session_id: str, user_id: Any = None, ttl: int | None = None)
     """Refuse every credential of login session ``session_id`` and close its connections.
 
     ``session_id`` is a token's ``sid`` or the id of a Django session
-    (:func:`secure_ws.django_session.session_credential_id`); ``ttl`` is how long the mark
+    (:func:`secure_ws.sessions.django_session.session_credential_id`); ``ttl`` is how long the mark
     must outlive the logout (default: as long as a token of the session can live). The
     database row is written in the caller's transaction; the Redis mark and the kick
     follow the commit.
     """
-    from secure_ws.audit.models import RevokedSession
+    from secure_ws.sessions.models import RevokedSession
 
     seconds = _session_ttl() if ttl is None else max(1, int(ttl))
     expires = timezone.now() + timedelta(seconds=seconds)
@@ -287,7 +287,7 @@ def _after_session_revoked(session_id: str, ttl: int) -> None:
 
 
 def _revoked_in_database(session_id: str) -> bool:
-    from secure_ws.audit.models import RevokedSession
+    from secure_ws.sessions.models import RevokedSession
 
     return RevokedSession.objects.filter(
         session_id=session_id, expires_at__gt=timezone.now()

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from secure_ws.codes import CloseCode, ErrorCode, Reason
 from secure_ws.connection import ConnectionInfo
+from secure_ws.consumer.limits import ConnectionLimits, MessageRateLimiter, SlidingWindowCounter
 from secure_ws.exceptions import MessageRejected
-from secure_ws.limits import ConnectionLimits, MessageRateLimiter, SlidingWindowCounter
 
 #: Error codes that count towards the violation window (``VIOLATION_LIMIT``).
 VIOLATION_CODES = frozenset(

@@ -13,7 +13,7 @@ or its 4xxx stand-in where the server cannot send it; timers cancelled; groups l
 a connection.
 
 It also bounds the output a client leaves unread (``MAX_PENDING_OUTPUT``, see
-:mod:`secure_ws.backpressure`): before each frame it reads the server's buffer; past the
+:mod:`secure_ws.consumer.backpressure`): before each frame it reads the server's buffer; past the
 bound it closes 4429 ``slow_consumer`` and aborts the socket if the close cannot be
 flushed. On uvicorn, whose ``send`` waits for the socket to drain, the same close follows
 a send that waits longer than ``PENDING_OUTPUT_TIMEOUT``. Fan-out events
@@ -35,15 +35,15 @@ from pydantic import BaseModel
 
 from secure_ws import signals
 from secure_ws.audit.sink import AuditSink, get_audit_sink
-from secure_ws.backpressure import SLOW_CLOSE_GRACE, OutputBound
 from secure_ws.codes import CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
-from secure_ws.dispatch import SplitDispatchConsumer
-from secure_ws.messages import AuthExpiringPayload
+from secure_ws.consumer.backpressure import SLOW_CLOSE_GRACE, OutputBound
+from secure_ws.consumer.dispatch import SplitDispatchConsumer
+from secure_ws.consumer.messages import AuthExpiringPayload
+from secure_ws.consumer.timers import ConnectionTimers
+from secure_ws.consumer.traffic import ConnectionTraffic
 from secure_ws.sessions.registry import ConnectionRegistry
 from secure_ws.shutdown import install_daphne_shutdown
-from secure_ws.timers import ConnectionTimers
-from secure_ws.traffic import ConnectionTraffic
 
 logger = logging.getLogger("secure_ws.consumer")
 

@@ -32,8 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from secure_ws.audit.sink import get_audit_sink
 from secure_ws.connection import ConnectionInfo
-from secure_ws.exceptions import BackendUnavailable
-from secure_ws.file_schemas import (
+from secure_ws.contrib.files.schemas import (
     FileDeleted,
     FileEvent,
     FileEventPayload,
@@ -41,6 +40,7 @@ from secure_ws.file_schemas import (
     FolderId,
     Sender,
 )
+from secure_ws.exceptions import BackendUnavailable
 from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
 
 logger = logging.getLogger("secure_ws.events")
@@ -265,7 +265,7 @@ async def apublish_file_event(
 
     Args:
         folder: The folder id (validated as the wire protocol validates it).
-        event: A :class:`~secure_ws.file_schemas.FileUploaded` or ``FileDeleted``.
+        event: A :class:`~secure_ws.contrib.files.schemas.FileUploaded` or ``FileDeleted``.
         sender: Who caused it, from the server's own knowledge of the user.
         origin: The connection that caused it, if any (for the audit of dropped events).
 

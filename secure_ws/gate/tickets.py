@@ -33,12 +33,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from secure_ws.authentication import SecureJWTAuthentication
+from secure_ws.api.authentication import SecureJWTAuthentication
+from secure_ws.api.throttling import ScopedRateThrottle
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings
 from secure_ws.exceptions import BackendUnavailable, Refused
 from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
-from secure_ws.throttling import ScopedRateThrottle
 
 #: Random bytes in a ticket (256 bits).
 TICKET_BYTES = 32
@@ -56,7 +56,7 @@ class TicketGrant:
     Attributes:
         user_id: the user's ``USER_ID_FIELD`` value, as a string.
         session_id: the issuing token's ``sid``, or the hashed id of the Django session
-            that asked (:func:`secure_ws.django_session.session_credential_id`); ``None``
+            that asked (:func:`secure_ws.sessions.django_session.session_credential_id`); ``None``
             when the credential had neither.
         exp: when the issuing credential expires (token ``exp`` or session expiry).
         expiry_reason: the close reason at ``exp``: ``token_expired`` or ``session_expired``.
@@ -217,15 +217,15 @@ async def ticket_user(grant: TicketGrant) -> Any:
 def grant_for_request(request: Request) -> TicketGrant:
     """Return the identity a ticket issued to ``request`` carries.
 
-    A token caller (:class:`~secure_ws.authentication.SecureJWTAuthentication`, which put
+    A token caller (:class:`~secure_ws.api.authentication.SecureJWTAuthentication`, which put
     the decoded token in ``request.auth``) passes on its token's ``sid`` and ``exp``; a
     session caller its session's hashed id and expiry.
     """
     from rest_framework_simplejwt.settings import api_settings
     from rest_framework_simplejwt.tokens import Token
 
-    from secure_ws.django_session import session_credential_id, session_expiry
     from secure_ws.gate.tokens import SESSION_ID_CLAIM, password_fingerprint
+    from secure_ws.sessions.django_session import session_credential_id, session_expiry
 
     user: Any = request.user
     user_id = str(getattr(user, api_settings.USER_ID_FIELD))
@@ -273,7 +273,7 @@ class WebSocketTicketView(APIView):
     authentication_classes = [SecureJWTAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
     # Tickets are credentials: their issuance is throttled per user (DRF scope "ws_ticket",
-    # default 30/min, see secure_ws.throttling).
+    # default 30/min, see secure_ws.api.throttling).
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "ws_ticket"
 

@@ -8,7 +8,7 @@ ends with 4403 ``revoked`` when the session logs out (``user_logged_out``) and w
 
 The session key is a bearer secret, so it is never stored, logged or published:
 the identity is :func:`session_credential_id`, a hash of it under a prefix that no token
-``sid`` has. Logout goes through :func:`secure_ws.revocation.revoke_session`, the same path
+``sid`` has. Logout goes through :func:`secure_ws.sessions.revocation.revoke_session`, the same path
 as a token logout, so the mark reaches every process and a pending ticket of that session
 is refused at the handshake.
 """
@@ -68,7 +68,7 @@ def _revoke_on_logout(sender: Any, request: Any = None, user: Any = None, **kwar
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if not session_key:
         return
-    from secure_ws.revocation import revoke_session
+    from secure_ws.sessions.revocation import revoke_session
 
     revoke_session(
         session_credential_id(session_key), getattr(user, "pk", None), ttl=revocation_ttl()

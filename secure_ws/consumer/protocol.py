@@ -1,6 +1,6 @@
 """The protocol as data: an AsyncAPI 3.0 document built from the registered consumers.
 
-The message registry of each :class:`~secure_ws.consumers.SecureJsonWebsocketConsumer`
+The message registry of each :class:`~secure_ws.consumer.secure.SecureJsonWebsocketConsumer`
 and the enums of :mod:`secure_ws.codes` are the single source; ``manage.py ws_schema``
 prints the document, and ``docs/protocol.md`` is rendered from it (a test fails when the
 committed file drifts).
@@ -18,8 +18,8 @@ from pydantic.json_schema import models_json_schema
 
 from secure_ws import __version__
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, private_close_code
-from secure_ws.consumers import SecureJsonWebsocketConsumer
-from secure_ws.messages import MAX_CLIENT_ID_CHARS
+from secure_ws.consumer.messages import MAX_CLIENT_ID_CHARS
+from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
 
 #: What each close code means and what a client should do (DESIGN.md, "Close codes").
 CLOSE_CODE_MEANINGS: dict[CloseCode, tuple[str, str]] = {

@@ -1,7 +1,7 @@
 """Per-message permission classes, shaped like Django REST framework's.
 
 A message type declares its permissions with
-:func:`~secure_ws.messages.message_handler`; the consumer asks each in turn before the
+:func:`~secure_ws.consumer.messages.message_handler`; the consumer asks each in turn before the
 handler runs and answers ``forbidden`` when one says no. ``has_permission`` may be a plain
 method or a coroutine, so a permission that needs the database stays async-safe (do the
 query through ``database_sync_to_async``).
@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from secure_ws.messages import ClientMessage
+    from secure_ws.consumer.messages import ClientMessage
 
 
 class BasePermission:

@@ -4,7 +4,7 @@ What runs before any handler (in this order, for every text frame):
 
 1. size (``MAX_MESSAGE_BYTES``, before anything is parsed; far over closes 1009),
 2. the per-connection message and byte buckets (``rate_limited``, then 4429),
-3. one pydantic pass over the envelope and payload (:mod:`secure_ws.messages`),
+3. one pydantic pass over the envelope and payload (:mod:`secure_ws.consumer.messages`),
 4. the message type's permissions (``forbidden``),
 5. the ``handle_<type>`` coroutine.
 
@@ -13,10 +13,10 @@ that sends ``{"type": "websocket.disconnect"}`` gets ``unknown_type``, not an in
 method. Channel-layer events keep Channels' naming but cannot reach client handlers,
 transport handlers or the consumer's own methods.
 
-Steps 1-2 and the message and byte counters live in :mod:`secure_ws.traffic`, the token
-expiry and idle timers in :mod:`secure_ws.timers`, and how replies and closes are sent,
+Steps 1-2 and the message and byte counters live in :mod:`secure_ws.consumer.traffic`, the token
+expiry and idle timers in :mod:`secure_ws.consumer.timers`, and how replies and closes are sent,
 audited and cleaned up (an ``error`` frame before every close, because daphne drops
-close reasons, daphne#374) in :mod:`secure_ws.base_consumer`. This module decides what a
+close reasons, daphne#374) in :mod:`secure_ws.consumer.audited`. This module decides what a
 connection and its messages must pass.
 """
 
@@ -28,15 +28,12 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from secure_ws import signals
-from secure_ws.base_consumer import AuditedConsumer
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import SCOPE_KEY, ConnectionInfo, get_connection_info
-from secure_ws.events import install_drop_monitor
-from secure_ws.exceptions import BackendUnavailable, MessageRejected, Refused
-from secure_ws.gate.refusal import refuse
-from secure_ws.limits import SETTING_LIMITS, ConnectionLimits, shared_limits
-from secure_ws.messages import (
+from secure_ws.consumer.audited import AuditedConsumer
+from secure_ws.consumer.limits import SETTING_LIMITS, ConnectionLimits, shared_limits
+from secure_ws.consumer.messages import (
     AckPayload,
     AuthExpiringPayload,
     AuthRefreshPayload,
@@ -48,9 +45,12 @@ from secure_ws.messages import (
     extract_client_id,
     message_handler,
 )
-from secure_ws.permissions import BasePermission, IsAuthenticated
+from secure_ws.consumer.permissions import BasePermission, IsAuthenticated
+from secure_ws.consumer.traffic import VIOLATION_CODES, ConnectionTraffic
+from secure_ws.contrib.files.events import install_drop_monitor
+from secure_ws.exceptions import BackendUnavailable, MessageRejected, Refused
+from secure_ws.gate.refusal import refuse
 from secure_ws.sessions.pubsub import ensure_subscribed
-from secure_ws.traffic import VIOLATION_CODES, ConnectionTraffic
 
 Message = dict[str, Any]
 
@@ -59,7 +59,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
     """Base class for JSON WebSocket endpoints behind :func:`secure_ws.secure_websocket`.
 
     Subclass it, declare client message types with
-    :func:`~secure_ws.messages.message_handler` on ``handle_<type>`` coroutines, and reply
+    :func:`~secure_ws.consumer.messages.message_handler` on ``handle_<type>`` coroutines, and reply
     with :meth:`send_message`. Each limit below is a class attribute: ``None`` reads the
     ``SECURE_WS`` setting of the same name when a connection opens.
 

@@ -22,7 +22,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, StringConstraints
 
 from secure_ws.conf import get_settings
-from secure_ws.messages import Schema
+from secure_ws.consumer.messages import Schema
 
 #: Longest file name in bytes of UTF-8 (the usual file-system limit).
 MAX_FILE_NAME_BYTES = 255

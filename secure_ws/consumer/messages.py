@@ -38,8 +38,8 @@ from pydantic import (
 )
 
 from secure_ws.codes import ErrorCode
+from secure_ws.consumer.permissions import BasePermission
 from secure_ws.exceptions import MessageRejected
-from secure_ws.permissions import BasePermission
 
 #: Longest client ``id`` the server accepts and echoes.
 MAX_CLIENT_ID_CHARS = 64

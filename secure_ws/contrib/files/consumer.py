@@ -32,15 +32,17 @@ from pydantic import BaseModel
 
 from secure_ws.codes import ErrorCode
 from secure_ws.conf import get_settings, register_cache_clearer
-from secure_ws.consumers import SecureJsonWebsocketConsumer
-from secure_ws.events import (
+from secure_ws.consumer.limits import TokenBucket
+from secure_ws.consumer.messages import ClientMessage, message_handler
+from secure_ws.consumer.permissions import BasePermission, IsAuthenticated
+from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
+from secure_ws.contrib.files.events import (
     FILE_EVENT_LAYER_TYPE,
     apublish_file_event,
     current_sequence,
     folder_group,
 )
-from secure_ws.exceptions import MessageRejected
-from secure_ws.file_schemas import (
+from secure_ws.contrib.files.schemas import (
     FileDeleted,
     FileDeletePayload,
     FileEventPayload,
@@ -54,9 +56,7 @@ from secure_ws.file_schemas import (
     Sender,
     SubscribedPayload,
 )
-from secure_ws.limits import TokenBucket
-from secure_ws.messages import ClientMessage, message_handler
-from secure_ws.permissions import BasePermission, IsAuthenticated
+from secure_ws.exceptions import MessageRejected
 from secure_ws.sessions.pubsub import send_user_event
 
 logger = logging.getLogger("secure_ws.files")

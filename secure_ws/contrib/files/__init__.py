@@ -1,0 +1,1 @@
+"""File events: ``FileEventConsumer``, its schemas and ``publish_file_event`` (optional sub-app)."""
