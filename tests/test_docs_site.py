@@ -32,7 +32,7 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     result = subprocess.run(
         # Not --quiet: it hides the warnings that --strict counts, and the build passes.
         [sys.executable, "-m", "mkdocs", "build", "--strict", *config],
-        cwd=ROOT,
+        cwd=tmp_path,  # the config must not depend on the working directory
         env=env,
         capture_output=True,
         text=True,
