@@ -45,3 +45,9 @@ def test_check_mode_fails_on_a_stale_page(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(conf_doc, "OUTPUT", stale)
     assert conf_doc.main(["--check"]) == 1
     assert stale.read_text(encoding="utf-8") == "# old\n"
+
+
+def test_a_setting_that_needs_an_extra_says_which() -> None:
+    spec = SettingSpec(False, bool, "a bool", "Audit and metrics", "Export metrics.", "metrics")
+    row = conf_doc._row("METRICS_X", spec)
+    assert row.endswith("Needs the extra: `pip install django-secure-ws[metrics]`. |")
