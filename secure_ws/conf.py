@@ -1,16 +1,17 @@
-"""The ``SECURE_WS`` settings object: defaults, validation and reload.
+"""The ``SECURE_WS`` settings object: the settings table, validation and reload.
 
 Read settings at the point of use through :func:`get_settings`; never copy a value into a
 module global or a class body, or ``override_settings`` stops reaching it (simplejwt#58).
 
-Every default is the safe choice. Anything that weakens security is an explicit opt-in
-that :mod:`secure_ws.checks` reports under ``manage.py check --deploy``.
+Every setting is declared once, as a field of :class:`SecureWSSettings`: its type, default,
+check, section and doc. ``DEFAULTS``, :func:`validate` and ``docs/settings.md``
+(``scripts/gen-settings-doc``) are derived from that table. Every default is the safe
+choice; anything that weakens security is an explicit opt-in that :mod:`secure_ws.checks`
+reports under ``manage.py check --deploy``.
 """
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -21,155 +22,314 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-#: The ``SECURE_WS`` keys and their defaults. The docs' settings reference is checked
-#: against this dict by a test.
-DEFAULTS: dict[str, Any] = {
-    # Gate: client address and transport.
-    "TRUSTED_PROXIES": [],
-    "REQUIRE_TLS": None,  # None: required unless DEBUG.
-    "VALIDATE_HOST": True,
-    "ROOT_PATH": None,  # None: FORCE_SCRIPT_NAME, or "" when unset.
-    "TRUST_PROXY_ROOT_PATH": False,  # believe a Daphne-Root-Path a trusted proxy sends
-    # Gate: origin.
-    "ALLOWED_ORIGINS": None,  # None: derived from CSRF_TRUSTED_ORIGINS and ALLOWED_HOSTS.
-    "CHECK_ORIGIN": True,
-    # Gate: handshake rate, per client IP.
-    "HANDSHAKE_RATE": 60,  # handshakes per minute
-    "HANDSHAKE_BURST": 20,
-    # Gate: credentials.
-    "REQUIRE_AUTHENTICATION": True,
-    "ALLOW_SESSION_AUTH": False,
-    "ALLOW_QUERY_STRING_TOKEN": False,
-    "MAX_CREDENTIAL_BYTES": 4096,
-    "TICKET_TTL": 30,  # seconds
-    "USER_CACHE_TTL": 5.0,  # seconds a user's active/revoked state may be cached
-    "MAX_TOKEN_LIFETIME": 900,  # seconds; longer ACCESS_TOKEN_LIFETIME is a check warning
-    "MAX_CONNECTION_AGE": 86400,  # seconds a connection without a credential expiry may live
-    # Gate: connection caps, across processes.
-    "MAX_CONNECTIONS_PER_USER": 10,
-    "MAX_CONNECTIONS_PER_IP": 50,
-    "CONNECTION_SLOT_TTL": 60,  # seconds a crashed process's slot survives
-    # Gate: how a refusal looks to the client.
-    "REFUSAL_MODE": "reject",  # "reject": HTTP 403; "close": accept then close with a code
-    "REFUSAL_LOG_LINES": 20,  # refusal log lines per reason per interval; the rest are counted
-    "REFUSAL_LOG_INTERVAL": 10.0,  # seconds
-    # Shared state.
-    "REDIS_URL": None,  # None: in-process state (one process only)
-    "KEY_PREFIX": "secure_ws",
-    # Consumer: frames and messages.
-    "MAX_MESSAGE_BYTES": 65536,
-    # The --websocket-max-message-size the server (daphne) runs with; None: not declared,
-    # which check --deploy reports. secure_ws cannot read the server's command line.
-    "SERVER_MAX_MESSAGE_BYTES": None,
-    "MAX_JSON_DEPTH": 16,
-    "ALLOW_BINARY": False,
-    "MESSAGE_RATE": 20.0,  # messages per second per connection
-    "MESSAGE_BURST": 40,
-    "BYTE_RATE": 262144,  # bytes per second per connection
-    "RATE_LIMIT_CLOSE_AFTER": 20,  # rate-limited messages in a row before close 4429
-    "VIOLATION_LIMIT": 10,
-    "VIOLATION_WINDOW": 60,  # seconds
-    "IDLE_TIMEOUT": None,  # seconds, None: no idle timeout
-    "TOKEN_EXPIRY_WARNING": 60,  # seconds before exp that auth.expiring is sent
-    "MAX_PENDING_OUTPUT": 1024 * 1024,  # bytes a client may leave unread before close 4429
-    "PENDING_OUTPUT_TIMEOUT": 10.0,  # seconds a send may wait for a client that does not read
-    # Revocation.
-    "REVOKE_ON_LOGOUT": True,
-    # File events.
-    "FOLDER_POLICY": None,  # dotted path to a FolderPolicy class
-    "SUBSCRIPTION_RECHECK_INTERVAL": 60.0,  # seconds a confirmed read access is trusted
-    "MAX_FILE_SIZE": 5 * 1024**3,
-    "ALLOWED_CONTENT_TYPES": [
-        "application/json",
-        "application/pdf",
-        "application/octet-stream",
-        "application/zip",
-        "image/gif",
-        "image/jpeg",
-        "image/png",
-        "image/webp",
-        "text/csv",
-        "text/plain",
-    ],
-    # Audit.
-    "AUDIT_ENABLED": True,  # False: no audit trail (log, database); metrics keep running
-    "AUDIT_SINKS": ["log", "metrics", "database"],
-    "AUDIT_BUFFER_SIZE": 10000,
-    "AUDIT_BATCH_SIZE": 500,
-    "AUDIT_FLUSH_INTERVAL": 1.0,  # seconds
-    "AUDIT_AGGREGATE_THRESHOLD": 20,  # refusals per (ip, reason, minute) written one by one
-    "RETENTION_DAYS": 90,
-    # Metrics.
-    "METRICS_ENABLED": False,
-    "METRICS_TOKEN": None,  # bearer token a scraper presents; None: staff users only
-}
+from secure_ws import conf_fields as rule
+from secure_ws.conf_fields import AUDIT_SINK_NAMES as AUDIT_SINK_NAMES
+from secure_ws.conf_fields import SettingProblem, SettingSpec, find_problems, setting, spec_of
 
-#: Keys whose value is a dotted import path, resolved lazily.
-IMPORT_STRINGS = frozenset({"FOLDER_POLICY"})
-
-_REFUSAL_MODES = ("reject", "close")
-
-#: The audit sinks ``AUDIT_SINKS`` may name (:mod:`secure_ws.audit.sinks`).
-AUDIT_SINK_NAMES = ("log", "metrics", "database")
+#: The sections of the settings reference, in the order the docs show them.
+SECTIONS = (
+    TRANSPORT := "Gate: client address and transport",
+    ORIGIN := "Gate: origin",
+    HANDSHAKES := "Gate: handshake rate",
+    CREDENTIALS := "Gate: credentials",
+    CAPS := "Gate: connection caps",
+    REFUSALS := "Gate: refusals",
+    SHARED := "Shared state",
+    MESSAGES := "Consumer: frames and messages",
+    REVOCATION := "Revocation",
+    FILES := "File events",
+    AUDIT := "Audit and metrics",
+)
 
 
 @dataclass(frozen=True)
 class SecureWSSettings:
-    """The validated ``SECURE_WS`` settings. Build it with :func:`get_settings`."""
+    """The validated ``SECURE_WS`` settings, and the table that declares them.
 
-    TRUSTED_PROXIES: tuple[str, ...]
-    REQUIRE_TLS: bool | None
-    VALIDATE_HOST: bool
-    ROOT_PATH: str | None
-    TRUST_PROXY_ROOT_PATH: bool
-    ALLOWED_ORIGINS: tuple[str, ...] | None
-    CHECK_ORIGIN: bool
-    HANDSHAKE_RATE: int
-    HANDSHAKE_BURST: int
-    REQUIRE_AUTHENTICATION: bool
-    ALLOW_SESSION_AUTH: bool
-    ALLOW_QUERY_STRING_TOKEN: bool
-    MAX_CREDENTIAL_BYTES: int
-    TICKET_TTL: int
-    USER_CACHE_TTL: float
-    MAX_TOKEN_LIFETIME: int
-    MAX_CONNECTION_AGE: int
-    MAX_CONNECTIONS_PER_USER: int
-    MAX_CONNECTIONS_PER_IP: int
-    CONNECTION_SLOT_TTL: int
-    REFUSAL_MODE: Literal["reject", "close"]
-    REFUSAL_LOG_LINES: int
-    REFUSAL_LOG_INTERVAL: float
-    REDIS_URL: str | None
-    KEY_PREFIX: str
-    MAX_MESSAGE_BYTES: int
-    SERVER_MAX_MESSAGE_BYTES: int | None
-    MAX_JSON_DEPTH: int
-    ALLOW_BINARY: bool
-    MESSAGE_RATE: float
-    MESSAGE_BURST: int
-    BYTE_RATE: int
-    RATE_LIMIT_CLOSE_AFTER: int
-    VIOLATION_LIMIT: int
-    VIOLATION_WINDOW: int
-    IDLE_TIMEOUT: float | None
-    TOKEN_EXPIRY_WARNING: int
-    MAX_PENDING_OUTPUT: int
-    PENDING_OUTPUT_TIMEOUT: float
-    REVOKE_ON_LOGOUT: bool
-    FOLDER_POLICY: str | None
-    SUBSCRIPTION_RECHECK_INTERVAL: float
-    MAX_FILE_SIZE: int
-    ALLOWED_CONTENT_TYPES: tuple[str, ...]
-    AUDIT_ENABLED: bool
-    AUDIT_SINKS: tuple[str, ...]
-    AUDIT_BUFFER_SIZE: int
-    AUDIT_BATCH_SIZE: int
-    AUDIT_FLUSH_INTERVAL: float
-    AUDIT_AGGREGATE_THRESHOLD: int
-    RETENTION_DAYS: int
-    METRICS_ENABLED: bool
-    METRICS_TOKEN: str | None
+    Build it with :func:`get_settings`. Adding a setting is adding one field here.
+    """
+
+    # Gate: client address and transport.
+    TRUSTED_PROXIES: tuple[str, ...] = setting(
+        [], (rule.is_cidr_list, "a list of IP networks in CIDR form"), TRANSPORT,
+        "CIDRs of the reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are "
+        "believed (a `Daphne-Root-Path` only with `TRUST_PROXY_ROOT_PATH`). The right-most hop "
+        "that is not a trusted proxy is the client. From any other peer these headers change "
+        "nothing. Do not also use daphne's `--proxy-headers`: it takes the left-most, "
+        "client-written address.",
+    )
+    REQUIRE_TLS: bool | None = setting(
+        None, (rule.optional(rule.is_bool), "True, False or None"), TRANSPORT,
+        "`None`: a handshake must arrive over TLS (`wss://`, directly or as a trusted proxy "
+        "says) unless `DEBUG`. `False` turns the requirement off (loopback tests, benchmarks); "
+        "reported by `check --deploy`.",
+    )
+    VALIDATE_HOST: bool = setting(
+        True, rule.BOOL, TRANSPORT,
+        "Refuse a handshake whose `Host` is not in `ALLOWED_HOSTS` (Django checks it for HTTP, "
+        "Channels does not for WebSockets).",
+    )
+    ROOT_PATH: str | None = setting(
+        None,
+        (
+            rule.optional(rule.is_root_path),
+            'None, "" or a path like "/app" (leading slash, no trailing slash)',
+        ),
+        TRANSPORT,
+        'The one ASGI `root_path` this deployment serves under (`""` or `"/app"`); `None`: '
+        '`FORCE_SCRIPT_NAME`, or `""` when that is unset. A handshake with any other '
+        "`root_path` (daphne takes it from a client-sent `Daphne-Root-Path` header, and it "
+        "changes routing) is refused as `bad_handshake`, whichever peer sent it.",
+    )
+    TRUST_PROXY_ROOT_PATH: bool = setting(
+        False, rule.BOOL, TRANSPORT,
+        "Believe any `root_path` when the socket peer is in `TRUSTED_PROXIES` (a proxy that sets "
+        "`Daphne-Root-Path` per location). A proxy that passes the client's header on then lets "
+        "clients change routing; reported by `check --deploy` (W025).",
+    )
+    # Gate: origin.
+    ALLOWED_ORIGINS: tuple[str, ...] | None = setting(
+        None, (rule.optional(rule.is_str_list), "a list of origins or None"), ORIGIN,
+        "Exact `scheme://host[:port]` entries and `https://*.example.com` wildcard entries "
+        "(subdomains only, same scheme and port). `None`: Django's CSRF rule — "
+        "`CSRF_TRUSTED_ORIGINS` plus the page's own origin (handshake scheme + a `Host` in "
+        "`ALLOWED_HOSTS`). The demo reads `SECURE_WS_ALLOWED_ORIGINS` (comma-separated).",
+    )
+    CHECK_ORIGIN: bool = setting(
+        True, rule.BOOL, ORIGIN,
+        "Turn the Origin check off entirely (only for APIs no browser can reach); reported by "
+        "`check --deploy`.",
+    )
+    # Gate: handshake rate, per client IP.
+    HANDSHAKE_RATE: int = setting(
+        60, (rule.positive_int, "a positive int (handshakes per minute)"), HANDSHAKES,
+        "Handshakes per minute per client IP (IPv6: per /64), refilled continuously. Shared "
+        "through Redis when `REDIS_URL` is set. Demo: `SECURE_WS_HANDSHAKE_RATE`.",
+    )
+    HANDSHAKE_BURST: int = setting(
+        20, rule.POSITIVE, HANDSHAKES,
+        "Bucket size: how many handshakes an IP may open at once before the rate applies.",
+    )
+    # Gate: credentials.
+    REQUIRE_AUTHENTICATION: bool = setting(
+        True, rule.BOOL, CREDENTIALS,
+        "Refuse handshakes without credentials. `False` lets anonymous connections through "
+        "with `AnonymousUser`.",
+    )
+    ALLOW_SESSION_AUTH: bool = setting(
+        False, rule.BOOL, CREDENTIALS,
+        "Accept the Django session cookie. Cookies are ambient (CSWSH), so the Origin check "
+        "must stay on; a missing Origin with a cookie is refused.",
+    )
+    ALLOW_QUERY_STRING_TOKEN: bool = setting(
+        False, rule.BOOL, CREDENTIALS,
+        "Accept a JWT as `?token=`. URLs end up in proxy and access logs; prefer the "
+        "`bearer.<jwt>` subprotocol entry or a ticket. When off, such a handshake is refused "
+        "(`query_token_refused`).",
+    )
+    MAX_CREDENTIAL_BYTES: int = setting(
+        4096, rule.POSITIVE, CREDENTIALS,
+        "Longest token or session cookie accepted; longer ones are refused before any parsing.",
+    )
+    TICKET_TTL: int = setting(
+        30, rule.SECONDS, CREDENTIALS,
+        "Seconds a one-time ticket from `POST /api/ws-ticket/` stays valid.",
+    )
+    USER_CACHE_TTL: float = setting(
+        5.0, (rule.non_negative_number, "a non-negative number of seconds"), CREDENTIALS,
+        "Seconds a user's state (exists, active, password fingerprint) may be served from the "
+        "per-process cache. Invalidation through `invalidate_user()` reaches every process at "
+        "once through Redis; this is the upper bound otherwise. `0` disables the cache (one "
+        "query per handshake).",
+    )
+    MAX_TOKEN_LIFETIME: int = setting(
+        900, rule.SECONDS, CREDENTIALS,
+        "Seconds; an `ACCESS_TOKEN_LIFETIME` longer than this is a check warning (a WebSocket "
+        "can outlive a revoked credential for that long).",
+    )
+    MAX_CONNECTION_AGE: int = setting(
+        86400, rule.SECONDS, CREDENTIALS,
+        "Seconds a connection with no credential expiry (an anonymous connection, or any other "
+        "whose credential carries no `exp`) may stay open; it then closes 4401 "
+        "`connection_too_old` so the client re-authenticates. Token, ticket and session "
+        "connections end with their credential instead.",
+    )
+    # Gate: connection caps, across processes.
+    MAX_CONNECTIONS_PER_USER: int = setting(
+        10, rule.POSITIVE, CAPS,
+        "Open connections per user, across all processes (Redis). Demo: "
+        "`SECURE_WS_MAX_CONNECTIONS_PER_USER`.",
+    )
+    MAX_CONNECTIONS_PER_IP: int = setting(
+        50, rule.POSITIVE, CAPS,
+        "Open connections per client IP (IPv6: per /64), across all processes. Demo: "
+        "`SECURE_WS_MAX_CONNECTIONS_PER_IP`.",
+    )
+    CONNECTION_SLOT_TTL: int = setting(
+        60, rule.SECONDS, CAPS,
+        "Seconds a slot survives without a heartbeat: a crashed process's slots stop counting "
+        "after this. Live connections refresh every third of it.",
+    )
+    # Gate: how a refusal looks to the client.
+    REFUSAL_MODE: Literal["reject", "close"] = setting(
+        "reject", (rule.one_of("reject", "close"), "'reject' or 'close'"), REFUSALS,
+        '`"reject"`: a refused handshake gets HTTP 403 and no WebSocket opens. `"close"`: '
+        "accept, send an `error` frame with the reason code, close with its close code (4401, "
+        "4403, 4429, 1008, 1013; see [close codes](reference/close-codes.md)).",
+    )
+    REFUSAL_LOG_LINES: int = setting(
+        20, (rule.positive_int, "a positive int (log lines per reason per interval)"), REFUSALS,
+        "`connection refused` log lines written per reason code per `REFUSAL_LOG_INTERVAL`; "
+        "further refusals with that reason are counted and reported in one `... and N more "
+        "connection refusals with reason=X in the last 10 s` line when the interval ends. The "
+        "audit still records every attempt.",
+    )
+    REFUSAL_LOG_INTERVAL: float = setting(
+        10.0, rule.FLOAT_SECONDS, REFUSALS, "Seconds of that window."
+    )
+    # Shared state.
+    REDIS_URL: str | None = setting(
+        None, (rule.optional(rule.is_redis_url), "None or a redis://, rediss:// or unix:// URL"),
+        SHARED,
+        "`redis://`, `rediss://` or `unix://` URL of the Redis that holds handshake buckets, "
+        "connection caps, tickets and the user-state generations. `None`: in-process state "
+        "(one process only; the demo warns). Redis errors where auth or caps depend on it "
+        "refuse the handshake (`backend_unavailable`, 1013).",
+    )
+    KEY_PREFIX: str = setting(
+        "secure_ws", (rule.is_non_empty_str, "a non-empty str"), SHARED,
+        "Prefix of every Redis key secure_ws writes (and of the demo's channel-layer prefix).",
+    )
+    # Consumer: frames and messages.
+    MAX_MESSAGE_BYTES: int = setting(
+        65536, rule.BYTES, MESSAGES, "Largest text frame accepted; larger closes with 1009."
+    )
+    SERVER_MAX_MESSAGE_BYTES: int | None = setting(
+        None, (rule.optional(rule.positive_int), "None or a positive int (bytes)"), MESSAGES,
+        "The `--websocket-max-message-size` your daphne runs with (daphne's default is "
+        "1048576), declared here because an application cannot read its server's command line. "
+        "`check --deploy` warns when it is unset and when `MAX_MESSAGE_BYTES` is larger (the "
+        "server would cut such messages with 1009 before secure_ws can answer `too_large`). "
+        "See [deploy](deploy.md).",
+    )
+    MAX_JSON_DEPTH: int = setting(
+        16, rule.POSITIVE, MESSAGES, "Deepest JSON nesting accepted in a message."
+    )
+    ALLOW_BINARY: bool = setting(
+        False, rule.BOOL, MESSAGES,
+        "Accept binary frames (consumers may opt in); otherwise close 1003.",
+    )
+    MESSAGE_RATE: float = setting(
+        20.0, (rule.positive_number, "a positive number (messages per second)"), MESSAGES,
+        "Messages per second per connection (token bucket). Demo: `SECURE_WS_MESSAGE_RATE`.",
+    )
+    MESSAGE_BURST: int = setting(40, rule.POSITIVE, MESSAGES, "Message bucket size.")
+    BYTE_RATE: int = setting(
+        262144, (rule.positive_int, "a positive int (bytes per second)"), MESSAGES,
+        "Bytes per second per connection.",
+    )
+    RATE_LIMIT_CLOSE_AFTER: int = setting(
+        20, rule.POSITIVE, MESSAGES,
+        "Rate-limited messages in a row before the connection is closed with 4429.",
+    )
+    VIOLATION_LIMIT: int = setting(
+        10, rule.POSITIVE, MESSAGES,
+        "Invalid messages within `VIOLATION_WINDOW` before the connection is closed with 1008.",
+    )
+    VIOLATION_WINDOW: int = setting(
+        60, rule.SECONDS, MESSAGES, "Seconds over which violations are counted."
+    )
+    IDLE_TIMEOUT: float | None = setting(
+        None, (rule.optional(rule.positive_number), "None or a positive number of seconds"),
+        MESSAGES,
+        "Seconds without a client message before closing with 4408; `None`: no idle timeout.",
+    )
+    TOKEN_EXPIRY_WARNING: int = setting(
+        60, (rule.non_negative_int, "a non-negative int (seconds)"), MESSAGES,
+        "Seconds before the access token's `exp` that `auth.expiring` is sent; at `exp` the "
+        "connection closes with 4401 unless `auth.refresh` extended it.",
+    )
+    MAX_PENDING_OUTPUT: int = setting(
+        1024 * 1024, rule.BYTES, MESSAGES,
+        "Bytes of output a client may leave unread (1 MiB) in the server's transport buffer; "
+        "past it the connection closes 4429 `slow_consumer` (see [consumers](consumers.md)). "
+        "Fan-out file events are dropped and counted once half of it is unread. Keep it well "
+        "above your largest reply. Consumer attribute: `max_pending_output`.",
+    )
+    PENDING_OUTPUT_TIMEOUT: float = setting(
+        10.0, rule.FLOAT_SECONDS, MESSAGES,
+        "Seconds one send may wait for a client that does not read, on servers whose send waits "
+        "for the socket to drain (uvicorn) and whose buffer therefore never reaches "
+        "`MAX_PENDING_OUTPUT`; then the same 4429 `slow_consumer` close. Consumer attribute: "
+        "`pending_output_timeout`.",
+    )
+    # Revocation.
+    REVOKE_ON_LOGOUT: bool = setting(
+        True, rule.BOOL, REVOCATION,
+        "Close a user's live connections (and refuse the session's access tokens) when they log "
+        "out or their refresh token is blacklisted.",
+    )
+    # File events.
+    FOLDER_POLICY: str | None = setting(
+        None, (rule.optional(rule.is_dotted_path), "None or a dotted path"), FILES,
+        "Dotted path of the class that decides who may read or write a folder's events.",
+    )
+    SUBSCRIPTION_RECHECK_INTERVAL: float = setting(
+        60.0, (rule.finite_non_negative_number, "a non-negative number of seconds"), FILES,
+        "Seconds a subscription's confirmed read access is trusted: an event for a folder whose "
+        "access was last confirmed longer ago re-checks `can_read` first, and a failed or "
+        "unanswered check drops it. The bound on delivery after access is lost when the project "
+        "does not call `folder_access_changed()`; `0` re-checks before every event.",
+    )
+    MAX_FILE_SIZE: int = setting(
+        5 * 1024**3, rule.BYTES, FILES, "Largest `size` a file event may announce (bytes)."
+    )
+    ALLOWED_CONTENT_TYPES: tuple[str, ...] = setting(
+        ["application/json", "application/pdf", "application/octet-stream", "application/zip",
+         "image/gif", "image/jpeg", "image/png", "image/webp", "text/csv", "text/plain"],
+        (rule.is_str_list, "a list of MIME types"), FILES,
+        "MIME types a file event may carry (JSON, PDF, octet-stream, zip, GIF, JPEG, PNG, WebP, "
+        "CSV, plain text).",
+        shown_default="10 types",
+    )
+    # Audit and metrics.
+    AUDIT_ENABLED: bool = setting(
+        True, rule.BOOL, AUDIT,
+        "Keep the audit trail (the `log` and `database` sinks). `False` turns the trail off but "
+        "not the `metrics` sink.",
+    )
+    AUDIT_SINKS: tuple[str, ...] = setting(
+        ["log", "metrics", "database"],
+        (rule.is_sink_list, f"a list of distinct names from {list(AUDIT_SINK_NAMES)}"), AUDIT,
+        "Where audit records go: `log` (one JSON line each on the `secure_ws.audit` logger), "
+        "`metrics` (the Prometheus counters), `database` (the admin's rows). Distinct names "
+        "from those three; `[]` records nothing.",
+    )
+    AUDIT_BUFFER_SIZE: int = setting(
+        10000, rule.POSITIVE, AUDIT,
+        "Records held in memory (between two flushes, and again while waiting for the database) "
+        "before new ones are counted (never silently dropped) instead of kept (the event loop "
+        "never waits for the database).",
+    )
+    AUDIT_BATCH_SIZE: int = setting(500, rule.POSITIVE, AUDIT, "Records per database batch.")
+    AUDIT_FLUSH_INTERVAL: float = setting(
+        1.0, rule.FLOAT_SECONDS, AUDIT, "Seconds between batch writes."
+    )
+    AUDIT_AGGREGATE_THRESHOLD: int = setting(
+        20, rule.POSITIVE, AUDIT,
+        "Refusals per (client IP, reason, minute) written one by one; beyond it they are "
+        'counted in one "N more like this" row.',
+    )
+    RETENTION_DAYS: int = setting(
+        90, (rule.positive_int, "a positive int (days)"), AUDIT,
+        "Days audit rows are kept by the prune command.",
+    )
+    METRICS_ENABLED: bool = setting(False, rule.BOOL, AUDIT, "Export Prometheus metrics.")
+    METRICS_TOKEN: str | None = setting(
+        None, (rule.optional(rule.is_long_secret), "a string of at least 16 characters or None"),
+        AUDIT,
+        "Bearer token a scraper presents to `/metrics`; `None`: only staff users may read it.",
+    )
 
     @property
     def tls_required(self) -> bool:
@@ -179,171 +339,18 @@ class SecureWSSettings:
         return self.REQUIRE_TLS
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def setting_specs() -> dict[str, SettingSpec]:
+    """Every setting's row of the table, by name, in declaration order."""
+    return {f.name: spec_of(f) for f in fields(SecureWSSettings)}
 
 
-def _is_number(value: object) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and value == value  # NaN != NaN
-
-
-def _is_str_list(value: object) -> bool:
-    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-
-
-def _is_sink_list(value: object) -> bool:
-    if not isinstance(value, list | tuple) or not _is_str_list(value):
-        return False
-    return set(value) <= set(AUDIT_SINK_NAMES) and len(set(value)) == len(value)
-
-
-def _positive_int(value: object) -> bool:
-    return _is_int(value) and value > 0  # type: ignore[operator]
-
-
-def _non_negative_int(value: object) -> bool:
-    return _is_int(value) and value >= 0  # type: ignore[operator]
-
-
-def _positive_number(value: object) -> bool:
-    return _is_number(value) and value > 0  # type: ignore[operator]
-
-
-def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
-    return lambda value: value is None or check(value)
-
-
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool)
-
-
-def _is_root_path(value: str) -> bool:
-    return value.startswith("/") and not value.endswith("/") and value.isprintable()
-
-
-def _is_cidr_list(value: object) -> bool:
-    if not _is_str_list(value):
-        return False
-    try:
-        for entry in value:  # type: ignore[attr-defined]
-            ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return False
-    return True
-
-
-_VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "TRUSTED_PROXIES": (_is_cidr_list, "a list of IP networks in CIDR form"),
-    "REQUIRE_TLS": (_optional(_is_bool), "True, False or None"),
-    "VALIDATE_HOST": (_is_bool, "a bool"),
-    "ROOT_PATH": (
-        _optional(lambda v: isinstance(v, str) and (v == "" or _is_root_path(v))),
-        'None, "" or a path like "/app" (leading slash, no trailing slash)',
-    ),
-    "TRUST_PROXY_ROOT_PATH": (_is_bool, "a bool"),
-    "ALLOWED_ORIGINS": (_optional(_is_str_list), "a list of origins or None"),
-    "CHECK_ORIGIN": (_is_bool, "a bool"),
-    "HANDSHAKE_RATE": (_positive_int, "a positive int (handshakes per minute)"),
-    "HANDSHAKE_BURST": (_positive_int, "a positive int"),
-    "REQUIRE_AUTHENTICATION": (_is_bool, "a bool"),
-    "ALLOW_SESSION_AUTH": (_is_bool, "a bool"),
-    "ALLOW_QUERY_STRING_TOKEN": (_is_bool, "a bool"),
-    "MAX_CREDENTIAL_BYTES": (_positive_int, "a positive int"),
-    "TICKET_TTL": (_positive_int, "a positive int (seconds)"),
-    "USER_CACHE_TTL": (lambda v: _is_number(v) and v >= 0, "a non-negative number of seconds"),  # type: ignore[operator]
-    "MAX_TOKEN_LIFETIME": (_positive_int, "a positive int (seconds)"),
-    "MAX_CONNECTION_AGE": (_positive_int, "a positive int (seconds)"),
-    "MAX_CONNECTIONS_PER_USER": (_positive_int, "a positive int"),
-    "MAX_CONNECTIONS_PER_IP": (_positive_int, "a positive int"),
-    "CONNECTION_SLOT_TTL": (_positive_int, "a positive int (seconds)"),
-    "REFUSAL_MODE": (lambda v: v in _REFUSAL_MODES, "'reject' or 'close'"),
-    "REFUSAL_LOG_LINES": (_positive_int, "a positive int (log lines per reason per interval)"),
-    "REFUSAL_LOG_INTERVAL": (_positive_number, "a positive number of seconds"),
-    "REDIS_URL": (
-        _optional(
-            lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://"))
-        ),
-        "None or a redis://, rediss:// or unix:// URL",
-    ),
-    "KEY_PREFIX": (lambda v: isinstance(v, str) and bool(v), "a non-empty str"),
-    "MAX_MESSAGE_BYTES": (_positive_int, "a positive int (bytes)"),
-    "SERVER_MAX_MESSAGE_BYTES": (_optional(_positive_int), "None or a positive int (bytes)"),
-    "MAX_JSON_DEPTH": (_positive_int, "a positive int"),
-    "ALLOW_BINARY": (_is_bool, "a bool"),
-    "MESSAGE_RATE": (_positive_number, "a positive number (messages per second)"),
-    "MESSAGE_BURST": (_positive_int, "a positive int"),
-    "BYTE_RATE": (_positive_int, "a positive int (bytes per second)"),
-    "RATE_LIMIT_CLOSE_AFTER": (_positive_int, "a positive int"),
-    "VIOLATION_LIMIT": (_positive_int, "a positive int"),
-    "VIOLATION_WINDOW": (_positive_int, "a positive int (seconds)"),
-    "IDLE_TIMEOUT": (_optional(_positive_number), "None or a positive number of seconds"),
-    "TOKEN_EXPIRY_WARNING": (_non_negative_int, "a non-negative int (seconds)"),
-    "MAX_PENDING_OUTPUT": (_positive_int, "a positive int (bytes)"),
-    "PENDING_OUTPUT_TIMEOUT": (_positive_number, "a positive number of seconds"),
-    "REVOKE_ON_LOGOUT": (_is_bool, "a bool"),
-    "FOLDER_POLICY": (
-        _optional(lambda v: isinstance(v, str) and "." in v),
-        "None or a dotted path",
-    ),
-    "SUBSCRIPTION_RECHECK_INTERVAL": (
-        lambda v: _is_number(v) and 0 <= v < float("inf"),  # type: ignore[operator]
-        "a non-negative number of seconds",
-    ),
-    "MAX_FILE_SIZE": (_positive_int, "a positive int (bytes)"),
-    "ALLOWED_CONTENT_TYPES": (_is_str_list, "a list of MIME types"),
-    "AUDIT_ENABLED": (_is_bool, "a bool"),
-    "AUDIT_SINKS": (_is_sink_list, f"a list of distinct names from {list(AUDIT_SINK_NAMES)}"),
-    "AUDIT_BUFFER_SIZE": (_positive_int, "a positive int"),
-    "AUDIT_BATCH_SIZE": (_positive_int, "a positive int"),
-    "AUDIT_FLUSH_INTERVAL": (_positive_number, "a positive number of seconds"),
-    "AUDIT_AGGREGATE_THRESHOLD": (_positive_int, "a positive int"),
-    "RETENTION_DAYS": (_positive_int, "a positive int (days)"),
-    "METRICS_ENABLED": (_is_bool, "a bool"),
-    "METRICS_TOKEN": (
-        _optional(lambda v: isinstance(v, str) and len(v) >= 16),
-        "a string of at least 16 characters or None",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class SettingProblem:
-    """One thing wrong with ``SECURE_WS``: what, and how to fix it."""
-
-    key: str
-    message: str
-    hint: str
+#: The ``SECURE_WS`` keys and their defaults, as a user would write them (lists, not tuples).
+DEFAULTS: dict[str, Any] = {name: spec.default for name, spec in setting_specs().items()}
 
 
 def validate(user_settings: object) -> list[SettingProblem]:
     """Return every problem with a ``SECURE_WS`` value; an empty list means it is valid."""
-    if user_settings is None:
-        return []
-    if not isinstance(user_settings, Mapping):
-        return [SettingProblem("SECURE_WS", "SECURE_WS must be a dict.", "Set SECURE_WS = {...}.")]
-    problems: list[SettingProblem] = []
-    for key, value in user_settings.items():
-        if key not in DEFAULTS:
-            close = difflib.get_close_matches(str(key).strip().upper(), DEFAULTS, n=1)
-            hint = f"Did you mean {close[0]!r}?" if close else "Remove it; see docs/settings.md."
-            problems.append(SettingProblem(str(key), f"Unknown SECURE_WS key {key!r}.", hint))
-            continue
-        check, expected = _VALIDATORS[key]
-        if not check(value):
-            problems.append(
-                SettingProblem(
-                    key,
-                    f"SECURE_WS[{key!r}] must be {expected}; got {type(value).__name__}.",
-                    f"Set SECURE_WS[{key!r}] to {expected}.",
-                )
-            )
-    return problems
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(value)
-    return value
+    return find_problems(setting_specs(), user_settings)
 
 
 def build_settings(user_settings: Mapping[str, Any] | None) -> SecureWSSettings:
@@ -351,9 +358,11 @@ def build_settings(user_settings: Mapping[str, Any] | None) -> SecureWSSettings:
     problems = validate(user_settings)
     if problems:
         raise ImproperlyConfigured("; ".join(p.message for p in problems))
-    merged = {**DEFAULTS, **(user_settings or {})}
-    names = {f.name for f in fields(SecureWSSettings)}
-    return SecureWSSettings(**{k: _freeze(v) for k, v in merged.items() if k in names})
+    given: dict[str, Any] = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in (user_settings or {}).items()
+    }
+    return SecureWSSettings(**given)
 
 
 @lru_cache(maxsize=1)

@@ -1,25 +1,53 @@
-"""docs/settings.md documents every SECURE_WS key, and only real ones."""
+"""docs/settings.md is generated from the settings table, and the committed page is current."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from pathlib import Path
 
-from secure_ws.conf import DEFAULTS
+import pytest
 
-SETTINGS_DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
-_ROW = re.compile(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|", re.MULTILINE)
-
-
-def documented_keys() -> set[str]:
-    return set(_ROW.findall(SETTINGS_DOC.read_text(encoding="utf-8")))
+from secure_ws import conf_doc
+from secure_ws.conf import DEFAULTS, SecureWSSettings, setting_specs, validate
+from secure_ws.conf_fields import SettingSpec
 
 
-def test_every_settings_key_is_documented() -> None:
-    missing = sorted(set(DEFAULTS) - documented_keys())
-    assert not missing, f"add these SECURE_WS keys to docs/settings.md: {missing}"
+def test_committed_settings_page_is_the_generated_one() -> None:
+    page = conf_doc.render(conf_doc.TEMPLATE.read_text(encoding="utf-8"))
+    committed = conf_doc.OUTPUT.read_text(encoding="utf-8")
+    assert committed == page, "docs/settings.md is stale: run scripts/gen-settings-doc"
 
 
-def test_docs_document_no_unknown_keys() -> None:
-    unknown = sorted(documented_keys() - set(DEFAULTS))
-    assert not unknown, f"docs/settings.md documents keys that do not exist: {unknown}"
+def test_every_setting_has_a_row_and_every_row_a_setting() -> None:
+    tables = conf_doc.render_tables()
+    rows = {line.split("`")[1] for line in tables.splitlines() if line.startswith("| `")}
+    assert rows == set(DEFAULTS)
+
+
+def test_every_default_passes_its_own_check() -> None:
+    assert validate(DEFAULTS) == []
+
+
+def test_every_field_of_the_settings_object_is_a_table_row() -> None:
+    names = [f.name for f in dataclasses.fields(SecureWSSettings)]
+    assert names == list(setting_specs())
+
+
+def test_a_doc_that_would_break_the_table_is_refused() -> None:
+    spec = SettingSpec(1, bool, "a bool", "Shared state", "a | b")
+    with pytest.raises(ValueError, match="table cell"):
+        conf_doc._row("BROKEN", spec)
+
+
+def test_check_mode_fails_on_a_stale_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = tmp_path / "settings.md"
+    stale.write_text("# old\n", encoding="utf-8")
+    monkeypatch.setattr(conf_doc, "OUTPUT", stale)
+    assert conf_doc.main(["--check"]) == 1
+    assert stale.read_text(encoding="utf-8") == "# old\n"
+
+
+def test_a_setting_that_needs_an_extra_says_which() -> None:
+    spec = SettingSpec(False, bool, "a bool", "Audit and metrics", "Export metrics.", "metrics")
+    row = conf_doc._row("METRICS_X", spec)
+    assert row.endswith("Needs the extra: `pip install django-secure-ws[metrics]`. |")
