@@ -17,7 +17,7 @@ import pytest
 
 from project.routing import websocket_urlpatterns
 from secure_ws.codes import REFUSAL_CLOSE_CODES, Reason
-from secure_ws.protocol import build_asyncapi, dumps, endpoints_from_urlpatterns
+from secure_ws.consumer.protocol import build_asyncapi, dumps, endpoints_from_urlpatterns
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
