@@ -24,7 +24,7 @@ from django.utils import timezone
 from secure_ws.audit.dashboard import build_dashboard
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
 from secure_ws.audit.records import EXPORT_FIELDS
-from secure_ws.codes import Outcome
+from secure_ws.codes import CloseCode, Outcome, Reason
 from secure_ws.revocation import kick_connection
 
 #: Columns of the CSV export, in order.
@@ -91,6 +91,21 @@ class SecurityEventInline(_InlineBase):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Whoever may read a connection may read its events.
         return bool(request.user.has_perm("secure_ws.view_connectionrecord"))
+
+
+def _mark_closed(record: ConnectionRecord) -> None:
+    """Show a kicked connection closed at once, not after its process's audit flush.
+
+    The close record the holding process writes a moment later overwrites these columns
+    with its exact values (counters included); a row already closed is left alone.
+    """
+    now = timezone.now()
+    ConnectionRecord.objects.filter(pk=record.pk, closed_at__isnull=True).update(
+        closed_at=now,
+        duration=max(0.0, (now - record.opened_at).total_seconds()),
+        close_code=CloseCode.FORBIDDEN.value,
+        reason=Reason.REVOKED.value,
+    )
 
 
 class ConnectionRecordAdmin(_AdminBase):
@@ -181,6 +196,7 @@ class ConnectionRecordAdmin(_AdminBase):
                 created_at=timezone.now(),
             )
             self.log_change(request, record, f"Disconnected {who}")
+            _mark_closed(record)
             done += 1
         skipped += queryset.count() - done - skipped
         self.message_user(request, f"Disconnected {done} connection(s).", messages.SUCCESS)

@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from secure_ws.audit.admin import ADMIN_DISCONNECT_KIND
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
+from secure_ws.audit.records import PendingRecord
+from secure_ws.audit.storage import write_batch
 from secure_ws.sessions.pubsub import channel_name
 from secure_ws.sessions.registry import SessionMessage
 
@@ -203,6 +205,49 @@ def test_disconnect_kicks_the_live_connection_and_records_who(
     event = SecurityEvent.objects.get(record=live, kind=ADMIN_DISCONNECT_KIND)
     assert f"root (id {users['root'].pk})" in event.detail
     assert not SecurityEvent.objects.filter(record=rows["closed"]).exists()
+
+
+def test_disconnect_marks_the_row_closed_at_once_and_the_close_record_still_lands(
+    users: dict[str, Any], rows: dict[str, Any]
+) -> None:
+    live, closed = rows["live"], rows["closed"]
+    client_for(users["root"]).post(
+        reverse(CHANGELIST),
+        {"action": "disconnect", "_selected_action": [live.pk, closed.pk]},
+    )
+    # No process has written the close yet: the list shows the row closed anyway.
+    live.refresh_from_db()
+    assert not live.is_live
+    assert (live.close_code, live.reason) == (4403, "revoked")
+    before = (closed.closed_at, closed.close_code, closed.duration)
+    closed.refresh_from_db()
+    assert (closed.closed_at, closed.close_code, closed.duration) == before  # left alone
+
+    # The holding process's close record arrives later and wins with its exact values.
+    opened = live.opened_at.timestamp()
+    write_batch(
+        [
+            PendingRecord(
+                "close",
+                opened + 60,
+                {
+                    "connection_id": live.connection_id,
+                    "opened_at": opened,
+                    "close_code": 4403,
+                    "messages_in": 3,
+                    "messages_out": 4,
+                    "bytes_in": 30,
+                    "bytes_out": 40,
+                    "violations": 0,
+                    "channel_name": "",
+                    "reason": "revoked",
+                },
+            )
+        ]
+    )
+    live.refresh_from_db()
+    assert (live.duration, live.messages_out, live.close_code) == (60, 4, 4403)
+    assert ConnectionRecord.objects.filter(connection_id=live.connection_id).count() == 1
 
 
 def test_viewer_cannot_disconnect_delete_add_or_change(
