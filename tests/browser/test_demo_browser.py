@@ -131,9 +131,7 @@ def test_read_only_members_see_no_upload_or_delete_controls(
     assert csp_violations(carol) == []
 
 
-def test_a_refused_upload_is_shown_and_then_fades(
-    demo: Any, new_page: Callable[[], Any]
-) -> None:
+def test_a_refused_upload_is_shown_and_then_fades(demo: Any, new_page: Callable[[], Any]) -> None:
     alice = new_page()
     log_in(alice, demo, "alice")
     alice.set_input_files(

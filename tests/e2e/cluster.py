@@ -117,10 +117,14 @@ class Cluster:
         """Upload a file through the demo's HTTP API (multipart field ``file``)."""
         boundary = uuid.uuid4().hex
         body = (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: text/plain\r\n\r\n"
-        ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f"--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                "Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         return self.request(
             "POST",
             f"/api/folders/{folder}/files/",
@@ -157,9 +161,7 @@ class Cluster:
         with self.database():
             query = ConnectionRecord.objects.filter(username=username).order_by("opened_at")
             return list(
-                query.values(
-                    "outcome", "reason", "client_ip", "server", "closed_at", "close_code"
-                )
+                query.values("outcome", "reason", "client_ip", "server", "closed_at", "close_code")
             )
 
     async def audit_rows(

@@ -198,4 +198,3 @@ def running_nginx(prefix: Path, *, upstreams: Sequence[int], https_port: int) ->
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
-

@@ -251,4 +251,3 @@ async def test_a_killed_process_frees_its_slots_within_the_slot_ttl(cluster: Clu
     for conn in [*sockets, admitted]:
         with contextlib.suppress(Exception):
             await conn.close()
-
