@@ -57,7 +57,8 @@ def seed_users() -> dict[str, Any]:
         call_command("demo_seed", password=DEMO_PASSWORD, stdout=devnull)
     user_model = get_user_model()
     for username in EXTRA_USERS:
-        user_model.objects.create_user(username=username, password=DEMO_PASSWORD)
+        if not user_model.objects.filter(username=username).exists():
+            user_model.objects.create_user(username=username, password=DEMO_PASSWORD)
     return {user.username: user for user in user_model.objects.all()}
 
 
