@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
 from secure_ws.codes import CloseCode, Reason
-from tests.conftest import ServerProcess, _server_starter, free_port
+from tests.conftest import DEMO_PASSWORD, ServerProcess, _server_starter, free_port
 from tests.e2e.cluster import CLIENT_IP, HANG_GUARD, Cluster, live
 from tests.e2e.multiproc_settings import CONNECTION_SLOT_TTL, MAX_CONNECTIONS_PER_USER
 from tests.e2e.nginx_site import running_nginx
@@ -46,13 +49,6 @@ EXTRA_USERS = ("dave", "erin")
 
 def seed_users() -> dict[str, Any]:
     """The demo users and folder, plus :data:`EXTRA_USERS`, committed for the servers."""
-    import os
-
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    from tests.conftest import DEMO_PASSWORD
-
     with open(os.devnull, "w") as devnull:
         call_command("demo_seed", password=DEMO_PASSWORD, stdout=devnull)
     user_model = get_user_model()
@@ -107,8 +103,6 @@ def cluster(
 
 
 def _flush(django_db_blocker: Any) -> None:
-    from django.core.management import call_command
-
     with django_db_blocker.unblock():
         call_command("flush", interactive=False, verbosity=0)
 
