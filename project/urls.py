@@ -1,7 +1,9 @@
 """URLs of the demo project."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 from rest_framework_simplejwt.views import (
     TokenBlacklistView,
     TokenObtainPairView,
@@ -29,6 +31,8 @@ class ThrottledTokenRefreshView(TokenRefreshView):
 
 urlpatterns = [
     path("", index, name="demo"),
+    # Browsers ask every page's origin for /favicon.ico (the admin's pages link none).
+    path("favicon.ico", RedirectView.as_view(url=static("filebox/favicon.svg"))),
     path("admin/", admin.site.urls),
     path("api/token/", ThrottledTokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/token/refresh/", ThrottledTokenRefreshView.as_view(), name="token_refresh"),

@@ -13,9 +13,9 @@ import pytest
 from django.contrib.auth.models import Group
 
 from secure_ws.codes import ErrorCode
-from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
 from secure_ws.consumer.messages import ClientMessage, EmptyPayload, message_handler
 from secure_ws.consumer.permissions import IsAuthenticated
+from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
 from secure_ws.state import close_redis
 from tests.consumer_helpers import communicator, request, unsaved_user
 

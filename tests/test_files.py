@@ -165,6 +165,25 @@ async def test_a_delete_is_broadcast_as_file_deleted(users: Any) -> None:
     assert event["type"] == "file.deleted"
     assert event["payload"]["file_id"] == file_id
     assert event["payload"]["sender"]["username"] == "alice"
+    assert "name" not in event["payload"]  # none given, none made up
+    await alice.disconnect()
+    await carol.disconnect()
+
+
+async def test_a_delete_names_the_file_when_the_writer_does(users: Any) -> None:
+    alice = await subscribed(users["alice"])
+    carol = await subscribed(users["carol"])
+    file_id = str(uuid.uuid4())
+    refused = await request(
+        alice,
+        {"type": "file_delete", "payload": {"folder": "team", "file_id": file_id, "name": "../x"}},
+    )
+    assert refused["payload"]["code"] == ErrorCode.INVALID_MESSAGE  # a name, never a path
+    await alice.send_json_to(
+        {"type": "file_delete", "payload": {"folder": "team", "file_id": file_id, "name": "q3.pdf"}}
+    )
+    event = await receive_frame(carol)
+    assert (event["type"], event["payload"]["name"]) == ("file.deleted", "q3.pdf")
     await alice.disconnect()
     await carol.disconnect()
 
@@ -423,6 +442,7 @@ async def test_http_delete_removes_the_file_and_announces_it(users: Any, media: 
     event = await receive_frame(carol)
     assert event["type"] == "file.deleted"
     assert event["payload"]["file_id"] == file_id
+    assert event["payload"]["name"] == "gone.txt"  # the stored display name
     assert not await asyncio.to_thread(path.exists)
     assert not await sync_to_async(StoredFile.objects.filter(id=file_id).exists)()
     await carol.disconnect()

@@ -138,7 +138,8 @@ class FolderFileView(APIView):
         stored = StoredFile.objects.filter(folder__slug=folder, id=file_id).first()
         if stored is None:
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        name = stored.name
         stored.file.delete(save=False)
         stored.delete()
-        _publish(folder, FileDeleted(file_id=file_id), request)
+        _publish(folder, FileDeleted(file_id=file_id, name=name), request)
         return Response(status=status.HTTP_204_NO_CONTENT)

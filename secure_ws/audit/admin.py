@@ -20,11 +20,13 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from secure_ws.audit.dashboard import build_dashboard
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
 from secure_ws.audit.records import EXPORT_FIELDS
-from secure_ws.codes import Outcome
+from secure_ws.codes import CloseCode, Outcome, Reason
 from secure_ws.sessions.revocation import kick_connection
 
 #: Columns of the CSV export, in order.
@@ -32,6 +34,18 @@ CSV_COLUMNS = EXPORT_FIELDS
 
 #: Security-event kind recorded when an operator disconnects a connection.
 ADMIN_DISCONNECT_KIND = "admin_disconnect"
+
+
+#: Characters a text cell of the connection list shows; the full value is its hover title.
+#: With them the list fits a 1400-px screen (tests/audit/test_admin_browser.py).
+CELL_WIDTHS = {"reason": 15, "username": 12, "client_ip": 15, "origin": 20}
+
+
+def cell(value: object, width: int) -> SafeString:
+    """``value`` cut to ``width`` characters (an ellipsis marks a cut), full text on hover."""
+    text = "" if value is None else str(value)
+    shown = text if len(text) <= width else text[: width - 1] + "\u2026"
+    return format_html('<span title="{}">{}</span>', text, shown)
 
 
 if TYPE_CHECKING:
@@ -93,25 +107,36 @@ class SecurityEventInline(_InlineBase):
         return bool(request.user.has_perm("secure_ws.view_connectionrecord"))
 
 
+def _mark_closed(record: ConnectionRecord) -> None:
+    """Show a kicked connection closed at once, not after its process's audit flush.
+
+    The close record the holding process writes a moment later overwrites these columns
+    with its exact values (counters included); a row already closed is left alone.
+    """
+    now = timezone.now()
+    ConnectionRecord.objects.filter(pk=record.pk, closed_at__isnull=True).update(
+        closed_at=now,
+        duration=max(0.0, (now - record.opened_at).total_seconds()),
+        close_code=CloseCode.FORBIDDEN.value,
+        reason=Reason.REVOKED.value,
+    )
+
+
 class ConnectionRecordAdmin(_AdminBase):
     """Read-only connection list with filters, CSV export, disconnect and a dashboard."""
 
     change_list_template = "admin/secure_ws/connectionrecord/change_list.html"
     date_hierarchy = "opened_at"
+    # Narrow columns (long values cut, full on hover) so the list fits a 1400-px screen
+    # beside the admin's two sidebars; duration, counters and the auth method are on each
+    # row's page and in the CSV export.
     list_display = (
-        "opened_at",
-        "outcome",
-        "reason",
-        "count",
-        "username",
-        "client_ip",
-        "origin",
-        "auth_method",
-        "duration",
-        "messages_in",
-        "messages_out",
-        "violations",
-        "is_live",
+        "opened",
+        "status",
+        "reason_cell",
+        "username_cell",
+        "client_ip_cell",
+        "origin_cell",
     )
     list_filter = (
         "outcome",
@@ -128,9 +153,34 @@ class ConnectionRecordAdmin(_AdminBase):
     inlines = (SecurityEventInline,)
     actions = ("export_csv", "disconnect")
 
-    @admin.display(boolean=True, description="live")
-    def is_live(self, obj: ConnectionRecord) -> bool:
-        return obj.is_live
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, obj: ConnectionRecord) -> str:
+        return timezone.localtime(obj.opened_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="status", ordering="count")
+    def status(self, obj: ConnectionRecord) -> str:
+        """``live``, ``accepted`` (closed) or ``refused``, with an aggregate's attempts.
+
+        Sorting by this column sorts by that number (floods first, descending).
+        """
+        outcome = "live" if obj.is_live else obj.outcome
+        return f"{outcome} \u00d7{obj.count}" if obj.count > 1 else outcome
+
+    @admin.display(description="reason", ordering="reason")
+    def reason_cell(self, obj: ConnectionRecord) -> SafeString:
+        return cell(obj.reason, CELL_WIDTHS["reason"])
+
+    @admin.display(description="user", ordering="username")
+    def username_cell(self, obj: ConnectionRecord) -> SafeString:
+        return cell(obj.username, CELL_WIDTHS["username"])
+
+    @admin.display(description="client IP", ordering="client_ip")
+    def client_ip_cell(self, obj: ConnectionRecord) -> SafeString:
+        return cell(obj.client_ip, CELL_WIDTHS["client_ip"])
+
+    @admin.display(description="origin", ordering="origin")
+    def origin_cell(self, obj: ConnectionRecord) -> SafeString:
+        return cell(obj.origin, CELL_WIDTHS["origin"])
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -181,6 +231,7 @@ class ConnectionRecordAdmin(_AdminBase):
                 created_at=timezone.now(),
             )
             self.log_change(request, record, f"Disconnected {who}")
+            _mark_closed(record)
             done += 1
         skipped += queryset.count() - done - skipped
         self.message_user(request, f"Disconnected {done} connection(s).", messages.SUCCESS)

@@ -15,8 +15,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from secure_ws.audit.admin import ADMIN_DISCONNECT_KIND
+from secure_ws.audit.admin import ADMIN_DISCONNECT_KIND, ConnectionRecordAdmin
 from secure_ws.audit.models import ConnectionRecord, SecurityEvent
+from secure_ws.audit.records import PendingRecord
+from secure_ws.audit.storage import write_batch
 from secure_ws.sessions.pubsub import channel_name
 from secure_ws.sessions.registry import SessionMessage
 
@@ -151,12 +153,11 @@ def test_search_by_username_ip_origin_and_connection_id(
     assert listed(client_for(users["root"]), q=query) == expected
 
 
-def test_duration_and_counts_are_sortable(users: dict[str, Any], rows: dict[str, Any]) -> None:
+def test_counts_are_sortable(users: dict[str, Any], rows: dict[str, Any]) -> None:
     client = client_for(users["root"])
-    response = client.get(reverse(CHANGELIST), {"o": "9"})  # duration (column 0 is the checkbox)
-    assert response.status_code == 200
-    assert response.context["cl"].result_list[0].connection_id == "closed-1"
-    response = client.get(reverse(CHANGELIST), {"o": "-4"})  # count, descending
+    columns = ConnectionRecordAdmin.list_display
+    count = columns.index("status") + 1  # "o" counts columns from 1
+    response = client.get(reverse(CHANGELIST), {"o": f"-{count}"})  # count, descending
     assert response.context["cl"].result_list[0].connection_id == "agg-1"
 
 
@@ -203,6 +204,61 @@ def test_disconnect_kicks_the_live_connection_and_records_who(
     event = SecurityEvent.objects.get(record=live, kind=ADMIN_DISCONNECT_KIND)
     assert f"root (id {users['root'].pk})" in event.detail
     assert not SecurityEvent.objects.filter(record=rows["closed"]).exists()
+
+
+def test_long_values_are_cut_in_the_list_with_the_full_value_on_hover(
+    users: dict[str, Any], rows: dict[str, Any]
+) -> None:
+    origin = "https://" + "very-long-subdomain." * 8 + "example"
+    record(connection_id="long-1", origin=origin, username="u" * 100, client_ip="2001:db8::1")
+    page = client_for(users["root"]).get(reverse(CHANGELIST)).content.decode()
+    assert f'<span title="{origin}">{origin[:19]}\u2026</span>' in page
+    assert f'<span title="{"u" * 100}">{"u" * 11}\u2026</span>' in page
+    assert '<span title="2001:db8::1">2001:db8::1</span>' in page  # short: shown whole
+    assert "refused \u00d7412" in page  # an aggregate row's attempts
+
+
+def test_disconnect_marks_the_row_closed_at_once_and_the_close_record_still_lands(
+    users: dict[str, Any], rows: dict[str, Any]
+) -> None:
+    live, closed = rows["live"], rows["closed"]
+    client_for(users["root"]).post(
+        reverse(CHANGELIST),
+        {"action": "disconnect", "_selected_action": [live.pk, closed.pk]},
+    )
+    # No process has written the close yet: the list shows the row closed anyway.
+    live.refresh_from_db()
+    assert not live.is_live
+    assert (live.close_code, live.reason) == (4403, "revoked")
+    before = (closed.closed_at, closed.close_code, closed.duration)
+    closed.refresh_from_db()
+    assert (closed.closed_at, closed.close_code, closed.duration) == before  # left alone
+
+    # The holding process's close record arrives later and wins with its exact values.
+    opened = live.opened_at.timestamp()
+    write_batch(
+        [
+            PendingRecord(
+                "close",
+                opened + 60,
+                {
+                    "connection_id": live.connection_id,
+                    "opened_at": opened,
+                    "close_code": 4403,
+                    "messages_in": 3,
+                    "messages_out": 4,
+                    "bytes_in": 30,
+                    "bytes_out": 40,
+                    "violations": 0,
+                    "channel_name": "",
+                    "reason": "revoked",
+                },
+            )
+        ]
+    )
+    live.refresh_from_db()
+    assert (live.duration, live.messages_out, live.close_code) == (60, 4, 4403)
+    assert ConnectionRecord.objects.filter(connection_id=live.connection_id).count() == 1
 
 
 def test_viewer_cannot_disconnect_delete_add_or_change(

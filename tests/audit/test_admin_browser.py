@@ -84,6 +84,19 @@ def seed_history(users: dict[str, Any]) -> None:
                     closed_at=opened,
                 )
             )
+    long_at = now - timedelta(hours=2)
+    rows.append(
+        ConnectionRecord(
+            connection_id="hist-long",
+            username="a-user-with-a-rather-long-name@example.com",
+            client_ip="2001:db8:85a3:1234:5678:8a2e:370:7334",
+            origin="https://" + "a-long-subdomain." * 6 + "example.com",
+            outcome="refused",
+            reason=Reason.ORIGIN_REFUSED,
+            opened_at=long_at,
+            closed_at=long_at,
+        )
+    )
     flood_at = now - timedelta(hours=5)
     rows.append(
         ConnectionRecord(
@@ -169,8 +182,20 @@ def test_operator_logs_in_and_reads_dashboard_and_connection_list(
             page.goto(server.http_url + "/admin/secure_ws/connectionrecord/?live=yes")
             assert page.locator("#result_list tbody tr").count() == 1
             assert "alice" in page.locator("#result_list").inner_text()
+            page.set_viewport_size({"width": 1400, "height": 900})
             page.goto(server.http_url + "/admin/secure_ws/connectionrecord/")
             assert page.locator("#result_list tbody tr").count() > 20
+            # The list fits a 1400-px screen: no horizontal scrolling, long values cut.
+            # (the admin scrolls a too-wide table inside its .results box, not the page).
+            overflow = page.evaluate(
+                "() => { const box = document.querySelector('#changelist .results');"
+                " return [box.scrollWidth, box.clientWidth,"
+                " document.documentElement.scrollWidth]; }"
+            )
+            assert overflow[0] <= overflow[1], overflow
+            assert overflow[2] <= 1400, overflow
+            long_origin = page.locator('#result_list span[title^="https://a-long-subdomain."]')
+            assert long_origin.first.inner_text().endswith("\u2026")
             page.screenshot(path=str(SCREENSHOTS / "audit-connection-list.png"), full_page=True)
             browser.close()
         # The CSP must not have blocked anything the pages need.

@@ -105,7 +105,8 @@ def test_alice_uploads_and_carol_sees_it_live_without_reloading(
     )
 
     alice.click(f'{TEAM} .file:has-text("quarterly-report.txt") .delete-button')
-    carol.wait_for_selector('#events .event.deleted:has-text("alice deleted a file from team")')
+    deleted = '#events .event.deleted:has-text("alice deleted quarterly-report.txt from team")'
+    carol.wait_for_selector(deleted)
     assert carol.locator(f'{TEAM} .file-name:text-is("quarterly-report.txt")').count() == 0
 
     for page in (alice, carol):
@@ -115,21 +116,48 @@ def test_alice_uploads_and_carol_sees_it_live_without_reloading(
         assert tokens_in_urls(page) == []
 
 
-def test_carol_cannot_upload_and_the_page_shows_the_refusal(
-    demo: Any, new_page: Callable[[], Any]
+def test_read_only_members_see_no_upload_or_delete_controls(
+    demo: Any, browser: Any, new_page: Callable[[], Any]
 ) -> None:
     carol = new_page()
     log_in(carol, demo, "carol")
     assert carol.locator(f"{TEAM} .access").inner_text() == "read only"
-
-    upload_in_page(carol, "sneaky.txt")
-
-    error = carol.locator(f"{TEAM} .folder-error")
-    error.wait_for(state="visible")
-    assert error.inner_text() == "Upload refused: Write access required."
-    assert carol.locator(f'{TEAM} .file-name:text-is("sneaky.txt")').count() == 0
-    screenshot(carol, "demo-carol-refused")
+    upload_over_http(browser, demo, "bob", "for-readers.txt")
+    carol.wait_for_selector(f'{TEAM} .file-name:text-is("for-readers.txt")')
+    # The server would refuse both (403); a reader is not offered them at all.
+    assert carol.locator(f"{TEAM} .upload").count() == 0
+    assert carol.locator(f"{TEAM} .delete-button").count() == 0
+    screenshot(carol, "demo-carol-read-only")
     assert csp_violations(carol) == []
+
+
+def test_a_refused_upload_is_shown_and_then_fades(demo: Any, new_page: Callable[[], Any]) -> None:
+    alice = new_page()
+    log_in(alice, demo, "alice")
+    alice.set_input_files(
+        f"{TEAM} .file-input",
+        files=[{"name": "page.html", "mimeType": "text/html", "buffer": b"<p>hi</p>"}],
+    )
+    alice.click(f"{TEAM} .upload-button")
+
+    error = alice.locator(f"{TEAM} .folder-error")
+    error.wait_for(state="visible")
+    assert error.inner_text().startswith("Upload refused: ")
+    error.wait_for(state="hidden")  # a transient message goes away by itself
+    assert alice.locator(f'{TEAM} .file-name:text-is("page.html")').count() == 0
+    assert alice.page_errors == []
+
+
+def test_the_demo_has_a_favicon(demo: Any, new_page: Callable[[], Any]) -> None:
+    page = new_page()
+    page.goto(demo.http_url + "/")
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert icon is not None
+    assert page.request.get(demo.http_url + icon).status == 200
+    # Pages without a link (the admin's) make browsers ask for /favicon.ico.
+    fallback = page.request.get(demo.http_url + "/favicon.ico")
+    assert (fallback.status, fallback.headers["content-type"]) == (200, "image/svg+xml")
+    assert csp_violations(page) == []
 
 
 @pytest.fixture

@@ -227,7 +227,7 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
         payload = message.payload
         published = await apublish_file_event(
             payload.folder,
-            FileDeleted(file_id=payload.file_id),
+            FileDeleted(file_id=payload.file_id, name=payload.name),
             sender=self.get_sender(),
             origin=self.connection,
         )

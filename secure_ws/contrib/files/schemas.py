@@ -135,10 +135,11 @@ class FileUploadPayload(Schema):
 
 
 class FileDeletePayload(Schema):
-    """``file_delete``: a file that was removed."""
+    """``file_delete``: a file that was removed (``name``: its display name, if known)."""
 
     folder: FolderId
     file_id: uuid.UUID
+    name: FileName | None = None
 
 
 class FileUploaded(Schema):
@@ -152,9 +153,14 @@ class FileUploaded(Schema):
 
 
 class FileDeleted(Schema):
-    """The facts of a deleted file that a ``file.deleted`` event carries."""
+    """The facts of a deleted file that a ``file.deleted`` event carries.
+
+    ``name`` lets a client say which file went without a listing of its own (a client
+    that never saw the upload, or whose list was already refreshed).
+    """
 
     file_id: uuid.UUID
+    name: FileName | None = None
 
 
 FileEvent = FileUploaded | FileDeleted

@@ -7,7 +7,10 @@ const params = new URLSearchParams(window.location.search);
 
 const session = { access: null, refresh: null, username: null, refreshing: null };
 let socket = null;
-const folders = new Map(); // slug -> {element, files: Map(file_id -> li)}
+const folders = new Map(); // slug -> {element, access, files: Map(file_id -> li)}
+// How long a transient error (a refused upload or delete) stays before it fades out.
+const ERROR_FADE_MS = 4000;
+const fadeTimers = new WeakMap();
 
 function tokenExp(token) {
   try {
@@ -62,9 +65,22 @@ async function api(method, url, body) {
   return response;
 }
 
-function showError(element, text) {
+// A transient error fades after ERROR_FADE_MS; a lasting one (lost access, a refused
+// login) stays until the next message replaces it.
+function showError(element, text, { transient = false } = {}) {
+  clearTimeout(fadeTimers.get(element));
+  element.classList.remove("fading");
   element.textContent = text;
   element.hidden = !text;
+  if (text && transient) {
+    fadeTimers.set(
+      element,
+      setTimeout(() => {
+        element.classList.add("fading");
+        fadeTimers.set(element, setTimeout(() => showError(element, ""), 600));
+      }, ERROR_FADE_MS),
+    );
+  }
 }
 
 function formatSize(size) {
@@ -102,23 +118,28 @@ function renderFile(slug, file) {
   const size = document.createElement("span");
   size.className = "muted";
   size.textContent = formatSize(file.size);
-  const remove = document.createElement("button");
-  remove.type = "button";
-  remove.className = "link delete-button";
-  remove.textContent = "Delete";
-  remove.addEventListener("click", () => deleteFile(slug, file.file_id));
-  item.append(name, size, remove);
+  item.append(name, size);
+  if (folder.access === "write") {
+    // Read-only members get no controls the server would refuse anyway.
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "link delete-button";
+    remove.textContent = "Delete";
+    remove.addEventListener("click", () => deleteFile(slug, file.file_id));
+    item.append(remove);
+  }
   $(".files", folder.element).prepend(item);
   folder.files.set(file.file_id, item);
 }
 
+// Remove a file from the list; return its name as listed (null if it was not listed).
 function removeFile(slug, fileId) {
   const folder = folders.get(slug);
   const item = folder?.files.get(fileId);
-  if (item) {
-    item.remove();
-    folder.files.delete(fileId);
-  }
+  if (!item) return null;
+  item.remove();
+  folder.files.delete(fileId);
+  return $(".file-name", item).textContent;
 }
 
 async function uploadFile(slug, form) {
@@ -130,7 +151,7 @@ async function uploadFile(slug, form) {
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const detail = body.detail || (body.file && body.file.join(" ")) || response.statusText;
-    showError(errorBox, `Upload refused: ${detail}`);
+    showError(errorBox, `Upload refused: ${detail}`, { transient: true });
     return;
   }
   form.reset();
@@ -145,7 +166,9 @@ async function deleteFile(slug, fileId) {
   const response = await api("DELETE", url);
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
-    showError(errorBox, `Delete refused: ${body.detail || response.statusText}`);
+    showError(errorBox, `Delete refused: ${body.detail || response.statusText}`, {
+      transient: true,
+    });
     return;
   }
   removeFile(slug, fileId);
@@ -161,13 +184,18 @@ function renderFolders(list) {
     element.dataset.folder = entry.folder;
     $(".folder-name", element).textContent = entry.name || entry.folder;
     $(".access", element).textContent = entry.access === "write" ? "read & write" : "read only";
+    element.dataset.access = entry.access;
     const form = $(".upload", element);
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      uploadFile(entry.folder, form);
-    });
+    if (entry.access === "write") {
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        uploadFile(entry.folder, form);
+      });
+    } else {
+      form.remove();
+    }
     container.append(element);
-    folders.set(entry.folder, { element, files: new Map() });
+    folders.set(entry.folder, { element, access: entry.access, files: new Map() });
   }
 }
 
@@ -215,8 +243,9 @@ async function start() {
     logEvent("uploaded", `${who(event.sender)} uploaded ${event.name} to ${event.folder}`);
   });
   socket.on("file.deleted", (event) => {
-    removeFile(event.folder, event.file_id);
-    logEvent("deleted", `${who(event.sender)} deleted a file from ${event.folder}`);
+    const listed = removeFile(event.folder, event.file_id);
+    const name = event.name || listed || "a file";
+    logEvent("deleted", `${who(event.sender)} deleted ${name} from ${event.folder}`);
   });
   socket.on("folder.revoked", ({ folder }) => {
     // The server stopped this folder's events: the user's read access ended.
