@@ -17,12 +17,17 @@ class SecureWSConfig(AppConfig):
     def ready(self) -> None:
         # Importing these modules registers checks and signal receivers.
         import_module("secure_ws.checks")
+        import secure_ws.checks_extras  # noqa: F401  (extras and development-only modes)
         import_module("secure_ws.revocation")
         import_module("secure_ws.django_session")
         # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
         from secure_ws.shutdown import install_daphne_shutdown
 
         install_daphne_shutdown()
+        # Under daphne only: an oversized message gets a 1009 close, not a dropped socket.
+        from secure_ws.compat import close_instead_of_drop
+
+        close_instead_of_drop()
         # daphne's access log is a stream, not a logger: redact what it writes (no-op
         # without daphne).
         from secure_ws.logging import install_daphne_access_log_redaction

@@ -50,7 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS_PER_IP": 50,
     "CONNECTION_SLOT_TTL": 60,  # seconds a crashed process's slot survives
     # Gate: how a refusal looks to the client.
-    "REFUSAL_MODE": "reject",  # "reject": HTTP 403; "close": accept then close with a code
+    # "reject": HTTP 403; "close": accept, send the reason, close with a code (development);
+    # None: "close" under DEBUG, "reject" otherwise.
+    "REFUSAL_MODE": None,
     "REFUSAL_LOG_LINES": 20,  # refusal log lines per reason per interval; the rest are counted
     "REFUSAL_LOG_INTERVAL": 10.0,  # seconds
     # Shared state.
@@ -137,7 +139,7 @@ class SecureWSSettings:
     MAX_CONNECTIONS_PER_USER: int
     MAX_CONNECTIONS_PER_IP: int
     CONNECTION_SLOT_TTL: int
-    REFUSAL_MODE: Literal["reject", "close"]
+    REFUSAL_MODE: Literal["reject", "close"] | None
     REFUSAL_LOG_LINES: int
     REFUSAL_LOG_INTERVAL: float
     REDIS_URL: str | None
@@ -177,6 +179,13 @@ class SecureWSSettings:
         if self.REQUIRE_TLS is None:
             return not django_settings.DEBUG
         return self.REQUIRE_TLS
+
+    @property
+    def refusal_mode(self) -> Literal["reject", "close"]:
+        """How a refusal looks (``REFUSAL_MODE``, or ``"close"`` only under ``DEBUG``)."""
+        if self.REFUSAL_MODE is None:
+            return "close" if django_settings.DEBUG else "reject"
+        return self.REFUSAL_MODE
 
 
 def _is_int(value: object) -> bool:
@@ -256,7 +265,7 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "MAX_CONNECTIONS_PER_USER": (_positive_int, "a positive int"),
     "MAX_CONNECTIONS_PER_IP": (_positive_int, "a positive int"),
     "CONNECTION_SLOT_TTL": (_positive_int, "a positive int (seconds)"),
-    "REFUSAL_MODE": (lambda v: v in _REFUSAL_MODES, "'reject' or 'close'"),
+    "REFUSAL_MODE": (lambda v: v is None or v in _REFUSAL_MODES, "None, 'reject' or 'close'"),
     "REFUSAL_LOG_LINES": (_positive_int, "a positive int (log lines per reason per interval)"),
     "REFUSAL_LOG_INTERVAL": (_positive_number, "a positive number of seconds"),
     "REDIS_URL": (
