@@ -97,7 +97,11 @@ def close_instead_of_drop(reactor: Any = None) -> bool:
         for server in daphne_servers(reactor):
             factory = getattr(server, "ws_factory", None)
             if factory is not None:
-                factory.setProtocolOptions(failByDrop=False)
+                # setProtocolOptions resets allowNullOrigin to its False default unless
+                # passed: keep daphne's value (the gate, not autobahn, judges Origin).
+                factory.setProtocolOptions(
+                    failByDrop=False, allowNullOrigin=factory.allowNullOrigin
+                )
 
     reactor.callWhenRunning(apply)
     return True
