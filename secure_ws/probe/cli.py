@@ -241,9 +241,9 @@ def execute(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return exit_code(run.results)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``secure-ws-probe``."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "secure-ws-probe") -> int:
+    """Console entry point ``secure-ws-probe`` (and the demo's ``manage.py ws_probe``)."""
+    args = build_parser(prog).parse_args(argv)
     return execute(args, sys.stdout, sys.stderr)
 
 
