@@ -160,7 +160,10 @@ async def limits_connection_flood(session: ProbeSession) -> Result:
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(count):
             try:
-                conn = await stack.enter_async_context(session.connection())
+                # The cap refuses the same handshake the throttle would: no retry here.
+                conn = await stack.enter_async_context(
+                    session.connection(retry_throttled=False)
+                )
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 return Verdict.PASS, f"capped: {opened} open, next one refused with HTTP {status}"
