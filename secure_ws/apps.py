@@ -19,10 +19,16 @@ class SecureWSConfig(AppConfig):
         import_module("secure_ws.checks")
         import_module("secure_ws.sessions.revocation")
         import_module("secure_ws.sessions.django_session")
+        import secure_ws.checks_extras  # noqa: F401  (extras and development-only modes)
+
         # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
         from secure_ws.shutdown import install_daphne_shutdown
 
         install_daphne_shutdown()
+        # Under daphne only: an oversized message gets a 1009 close, not a dropped socket.
+        from secure_ws.compat import close_instead_of_drop
+
+        close_instead_of_drop()
         # daphne's access log is a stream, not a logger: redact what it writes (no-op
         # without daphne).
         from secure_ws.logging import install_daphne_access_log_redaction

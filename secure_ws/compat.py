@@ -1,7 +1,8 @@
 """Every use of a dependency's private internals, in one place, each pinned by a test.
 
 Besides the output buffers below: daphne's access log (a stream, not a logger, see
-:func:`wrap_daphne_access_log`) and Django's robust-signal failure log
+:func:`wrap_daphne_access_log`), daphne's WebSocket factory options
+(:func:`close_instead_of_drop`) and Django's robust-signal failure log
 (:class:`SignalWithoutFailureLog`).
 
 secure_ws bounds the output a client has not read (``MAX_PENDING_OUTPUT``). ASGI gives an
@@ -71,6 +72,39 @@ def daphne_servers(reactor: Any = None) -> list[Any]:
         if owner is not None and hasattr(owner, "connections") and owner not in servers:
             servers.append(owner)
     return servers
+
+
+def close_instead_of_drop(reactor: Any = None) -> bool:
+    """Have daphne's autobahn send a close frame where it would drop the TCP connection.
+
+    autobahn's ``failByDrop`` (on by default, and daphne keeps it) answers a message over
+    ``--websocket-max-message-size`` (or a protocol error) by dropping the socket: the
+    client sees 1006 and cannot tell a refusal from a crash. Off, autobahn sends the close
+    (1009 for a message too big), discards the rest of the message unread into memory, and
+    still drops a peer that does not answer within its close-handshake timeout. daphne
+    builds ``server.ws_factory`` in ``Server.run()`` after loading the application, so the
+    option is set once the reactor runs.
+
+    Returns:
+        ``True`` when scheduled (a daphne process), ``False`` elsewhere.
+    """
+    if reactor is None:
+        if "daphne.server" not in sys.modules or "twisted.internet.reactor" not in sys.modules:
+            return False
+        reactor = twisted_reactor()
+
+    def apply() -> None:
+        for server in daphne_servers(reactor):
+            factory = getattr(server, "ws_factory", None)
+            if factory is not None:
+                # setProtocolOptions resets allowNullOrigin to its False default unless
+                # passed: keep daphne's value (the gate, not autobahn, judges Origin).
+                factory.setProtocolOptions(
+                    failByDrop=False, allowNullOrigin=factory.allowNullOrigin
+                )
+
+    reactor.callWhenRunning(apply)
+    return True
 
 
 def _is_daphne_websocket(candidate: object) -> bool:

@@ -171,11 +171,15 @@ class SecureWSSettings:
         "after this. Live connections refresh every third of it.",
     )
     # Gate: how a refusal looks to the client.
-    REFUSAL_MODE: Literal["reject", "close"] = setting(
-        "reject", (rule.one_of("reject", "close"), "'reject' or 'close'"), REFUSALS,
+    REFUSAL_MODE: Literal["reject", "close"] | None = setting(
+        None, (rule.optional(rule.one_of("reject", "close")), "None, 'reject' or 'close'"),
+        REFUSALS,
         '`"reject"`: a refused handshake gets HTTP 403 and no WebSocket opens. `"close"`: '
         "accept, send an `error` frame with the reason code, close with its close code (4401, "
-        "4403, 4429, 1008, 1013; see [close codes](reference/close-codes.md)).",
+        "4403, 4429, 1008, 1013; see [close codes](reference/close-codes.md)), so a developer "
+        'sees why without reading server logs. `None`: `"close"` under `DEBUG`, `"reject"` '
+        "otherwise; `\"close\"` with `DEBUG = False` is check error E090. The handshake throttle "
+        "and the guard always answer a plain 403.",
     )
     REFUSAL_LOG_LINES: int = setting(
         20, (rule.positive_int, "a positive int (log lines per reason per interval)"), REFUSALS,
@@ -337,6 +341,13 @@ class SecureWSSettings:
         if self.REQUIRE_TLS is None:
             return not django_settings.DEBUG
         return self.REQUIRE_TLS
+
+    @property
+    def refusal_mode(self) -> Literal["reject", "close"]:
+        """How a refusal looks (``REFUSAL_MODE``, or ``"close"`` only under ``DEBUG``)."""
+        if self.REFUSAL_MODE is None:
+            return "close" if django_settings.DEBUG else "reject"
+        return self.REFUSAL_MODE
 
 
 def setting_specs() -> dict[str, SettingSpec]:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import django
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 #: The Django version from which the built-in ``SECURE_CSP`` is used instead of django-csp.
@@ -165,8 +166,18 @@ def django_csp_config(
     debug: bool = False,
     extra: Mapping[str, Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Return django-csp 4.0's ``CONTENT_SECURITY_POLICY`` for a ``SECURE_WS`` dict."""
-    from csp.constants import NONCE as CSP_NONCE
+    """Return django-csp 4.0's ``CONTENT_SECURITY_POLICY`` for a ``SECURE_WS`` dict.
+
+    Raises:
+        ImproperlyConfigured: django-csp (the ``[csp]`` extra) is not installed.
+    """
+    try:
+        from csp.constants import NONCE as CSP_NONCE
+    except ImportError as exc:  # optional: only Django < 6 needs it
+        raise ImproperlyConfigured(
+            "Django before 6.0 has no built-in CSP and django-csp is not installed: "
+            "pip install 'django-secure-ws[csp]'"
+        ) from exc
 
     directives = _directives(secure_ws, allowed_hosts, csrf_trusted_origins, debug, extra)
     return {"DIRECTIVES": _swap_nonce(directives, CSP_NONCE)}

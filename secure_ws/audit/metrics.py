@@ -11,6 +11,9 @@ label the targets by port. The library's multiprocess mode is not used: it needs
 directory cleaned at every deploy and cannot express the live-connections gauge correctly
 across restarts.
 
+prometheus-client is the ``[metrics]`` extra; without it every metric is a no-op
+(:mod:`secure_ws.audit.metrics_noop`) and ``METRICS_ENABLED`` is a check error.
+
 The view is off unless ``METRICS_ENABLED`` is set, and even then it answers only a staff
 user or a request carrying ``Authorization: Bearer <METRICS_TOKEN>``.
 """
@@ -20,9 +23,25 @@ from __future__ import annotations
 import hmac
 
 from django.http import Http404, HttpRequest, HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from secure_ws.conf import get_settings
+
+try:
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
+except ImportError:  # the [metrics] extra is not installed: no-ops (check secure_ws.E091)
+    from secure_ws.audit.metrics_noop import (  # type: ignore[assignment]
+        CONTENT_TYPE_LATEST,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
 
 CONNECTIONS_ACCEPTED = Counter(
     "secure_ws_connections_accepted_total", "WebSocket connections accepted by the gate."

@@ -2,8 +2,14 @@
 
 It logs once with the connection id, records the attempt in the audit sink, sends the
 ``connection_refused`` signal, and then answers the client: HTTP 403 before the WebSocket
-opens (``REFUSAL_MODE = "reject"``), or accept, an ``error`` frame and a close code
-(``"close"``) for clients that need the reason. Never deny silently (channels#2062).
+opens (``REFUSAL_MODE = "reject"``, the default outside ``DEBUG``), or accept, an ``error``
+frame and a close code (``"close"``, the default under ``DEBUG``) so that a developer sees
+the reason. Never deny silently (channels#2062).
+
+Two refusals stay a plain 403 in every mode: the handshake throttle's and the guard's
+(unknown route, unexpected error). Both are what a flood or a broken application produces;
+accepting them would hold a socket open for a close handshake exactly when the server can
+least afford it, and the guard's application state is unknown.
 
 Every refusal is audited, exactly; the log line is not always written: under a flood only
 a bounded number per reason and interval are, plus one summary line with the count of the
@@ -21,7 +27,7 @@ from typing import Any
 
 from secure_ws import signals
 from secure_ws.audit.sink import get_audit_sink
-from secure_ws.codes import APP_SUBPROTOCOL, private_close_code
+from secure_ws.codes import APP_SUBPROTOCOL, Reason, private_close_code
 from secure_ws.conf import get_settings
 from secure_ws.connection import ConnectionInfo, get_connection_info
 from secure_ws.exceptions import Refused
@@ -33,6 +39,9 @@ logger = logging.getLogger("secure_ws.gate")
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
+
+#: Reasons answered with a plain 403 whatever ``REFUSAL_MODE`` says (see the module doc).
+PLAIN_REASONS = frozenset({Reason.HANDSHAKE_RATE_LIMITED})
 
 #: The process's refusal log limiter.
 refusal_log_limiter = RefusalLogLimiter()
@@ -99,7 +108,13 @@ async def record_refusal(scope: Scope, refusal: Refused) -> None:
 
 
 async def refuse(
-    scope: Scope, receive: Any, send: Any, refusal: Refused, *, connect_received: bool = False
+    scope: Scope,
+    receive: Any,
+    send: Any,
+    refusal: Refused,
+    *,
+    connect_received: bool = False,
+    plain: bool = False,
 ) -> None:
     """Refuse the connection in ``scope`` for ``refusal.reason`` and answer the client.
 
@@ -110,13 +125,18 @@ async def refuse(
         refusal: why; only ``refusal.reason`` reaches the client.
         connect_received: the application already took the ``websocket.connect``
             message off the queue, so do not wait for it.
+        plain: answer with a plain 403 whatever ``REFUSAL_MODE`` says (the guard).
     """
     await record_refusal(scope, refusal)
     if not connect_received:
         message = await receive()
         if message.get("type") != "websocket.connect":
             return
-    if get_settings().REFUSAL_MODE == "close":
+    if (
+        not plain
+        and refusal.reason not in PLAIN_REASONS
+        and get_settings().refusal_mode == "close"
+    ):
         accept: Message = {"type": "websocket.accept"}
         if APP_SUBPROTOCOL in scope.get("subprotocols", ()):
             accept["subprotocol"] = APP_SUBPROTOCOL

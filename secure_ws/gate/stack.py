@@ -85,7 +85,16 @@ class UnknownRouteMiddleware:
             refusal = None if progress.answered else self.refusal_for(exc, scope)
             if refusal is None:
                 raise
-            await refuse(scope, receive, send, refusal, connect_received=progress.connect_received)
+            # Plain 403 in every REFUSAL_MODE: random-path floods and a broken application
+            # get no accepted socket (secure_ws.gate.refusal).
+            await refuse(
+                scope,
+                receive,
+                send,
+                refusal,
+                connect_received=progress.connect_received,
+                plain=True,
+            )
 
     def refusal_for(self, exc: Exception, scope: Scope) -> Refused | None:
         """Return the refusal for ``exc`` raised before the handshake was answered.

@@ -12,6 +12,13 @@ or from Python::
 
 from __future__ import annotations
 
+try:
+    import websockets  # noqa: F401  (the client every check drives)
+except ImportError as exc:  # the [probe] extra is optional: say how to get it
+    raise ImportError(
+        "the WebSocket probe needs the websockets package: pip install 'django-secure-ws[probe]'"
+    ) from exc
+
 from secure_ws.probe.model import Check, CheckResult, ProbeConfig, Verdict
 from secure_ws.probe.registry import all_checks, select_checks
 from secure_ws.probe.runner import ProbeRun, exit_code, run_checks, run_probe

@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=50.0,
         help="handshakes+messages per second across all connections (50)",
     )
+    run.add_argument(
+        "--handshake-rate",
+        type=float,
+        default=None,
+        help="handshakes per second at most (default: unlimited until the target throttles "
+        "a known-good handshake, then 0.9/s, halved at each further refusal)",
+    )
     run.add_argument("--flood-messages", type=int, default=150, help="message flood size (150)")
     run.add_argument("--flood-connections", type=int, default=60, help="connection flood size (60)")
     run.add_argument(
@@ -166,6 +173,9 @@ def config_from_args(
         headers.append((name.strip(), value.strip()))
     if not 0 < args.max_rate <= 10000:
         raise ValueError("--max-rate must be in (0, 10000]")
+    handshake_rate = getattr(args, "handshake_rate", None)
+    if handshake_rate is not None and not 0 < handshake_rate <= 10000:
+        raise ValueError("--handshake-rate must be in (0, 10000]")
     if not 0 < args.timeout <= 600:
         raise ValueError("--timeout must be in (0, 600]")
     if not 1 <= args.flood_messages <= 10000 or not 1 <= args.flood_connections <= 1000:
@@ -187,6 +197,7 @@ def config_from_args(
         flood_messages=args.flood_messages,
         flood_connections=args.flood_connections,
         wait=args.wait,
+        handshake_rate=handshake_rate,
     )
 
 
@@ -241,9 +252,9 @@ def execute(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return exit_code(run.results)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``secure-ws-probe``."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "secure-ws-probe") -> int:
+    """Console entry point ``secure-ws-probe`` (and the demo's ``manage.py ws_probe``)."""
+    args = build_parser(prog).parse_args(argv)
     return execute(args, sys.stdout, sys.stderr)
 
 

@@ -75,6 +75,8 @@ class ProbeConfig:
         wait: seconds the idle and slow-handshake checks wait for the server to give up.
         oversize_bytes: size of the oversized-message probe (256 KiB: above common
             application limits, below daphne's 1 MiB transport limit).
+        handshake_rate: handshakes per second at most (None: only ``max_rate``, until the
+            target throttles a known-good handshake; then the probe paces itself).
     """
 
     url: str
@@ -92,6 +94,7 @@ class ProbeConfig:
     flood_connections: int = 60
     wait: float = 8.0
     oversize_bytes: int = 256 * 1024
+    handshake_rate: float | None = None
 
     def secrets(self) -> Iterable[str]:
         """Yield every value that must never reach evidence, reports or logs."""

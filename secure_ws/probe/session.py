@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Sequence
@@ -32,6 +33,16 @@ RECEIVE_MAX_BYTES = 16 * 1024 * 1024
 
 #: Marker put into hostile inputs, looked for in replies.
 MARKER = "probe-mark-7f3a"
+
+#: Handshakes per second once the target refused a known-good handshake (its handshake
+#: throttle): under secure_ws's default ``HANDSHAKE_RATE`` of 60 per minute; halved each
+#: time the target refuses again.
+THROTTLED_HANDSHAKE_RATE = 0.9
+#: Retries of one known-good handshake the target refused with one of these statuses.
+THROTTLE_RETRIES = 3
+THROTTLE_STATUSES = frozenset({403, 429})
+#: Longest ``Retry-After`` the probe honours before retrying a ticket request.
+MAX_RETRY_AFTER = 15.0
 
 
 @dataclass
@@ -70,6 +81,12 @@ class ProbeSession:
     def __init__(self, config: ProbeConfig) -> None:
         self.config = config
         self.bucket = TokenBucket(config.max_rate)
+        #: Paces handshakes alone: ``--handshake-rate``, or set once the target throttles.
+        self.pace: TokenBucket | None = (
+            TokenBucket(config.handshake_rate, burst=1) if config.handshake_rate else None
+        )
+        #: Known-good handshakes the target refused and the probe retried more slowly.
+        self.throttled = 0
         #: "v1" when the endpoint selected secure-ws.v1, "json" otherwise, None if unknown.
         self.mode: str | None = None
         self.baseline: Handshake | None = None
@@ -130,10 +147,17 @@ class ProbeSession:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                 return json.loads(response.read(65536))
 
-        try:
-            data = await asyncio.to_thread(post)
-        except Exception as exc:
-            raise RuntimeError(f"ticket URL failed: {type(exc).__name__}") from None
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                data = await asyncio.to_thread(post)
+                break
+            except urllib.error.HTTPError as exc:
+                # 429: the ticket view's throttle paces us; wait as long as it asks.
+                if exc.code != 429 or attempt == THROTTLE_RETRIES:
+                    raise RuntimeError(f"ticket URL failed: HTTP {exc.code}") from None
+                await asyncio.sleep(retry_after(exc.headers.get("Retry-After")))
+            except Exception as exc:
+                raise RuntimeError(f"ticket URL failed: {type(exc).__name__}") from None
         if not isinstance(data, dict) or not isinstance(data.get("ticket"), str):
             raise RuntimeError("ticket URL answered without a ticket")
         return str(data["ticket"])
@@ -151,56 +175,93 @@ class ProbeSession:
         subprotocols: Sequence[str] | None = None,
         headers: Sequence[tuple[str, str]] = (),
         compression: str | None = None,
+        retry_throttled: bool = True,
     ) -> AsyncIterator[ClientConnection]:
         """Open a connection (taking a throttle token) and close it afterwards.
 
         ``origin=True`` sends the expected origin, ``None``/``False`` sends none, a string
         sends that. ``credentials=True`` presents the configured credentials; ``token``
-        presents that token instead.
+        presents that token instead. A refusal (403/429) of the same handshake the
+        baseline opened is the target's throttle: the probe slows down and retries it,
+        unless ``retry_throttled`` is off (a check that expects a refusal there).
 
         Raises:
             InvalidStatus, InvalidHandshake, OSError, TimeoutError: the handshake failed.
         """
-        await self.bucket.take()
         offered = (
             [APP_SUBPROTOCOL, *self.config.subprotocols]
             if subprotocols is None
             else list(subprotocols)
         )
         extra_headers = list(headers)
-        target = url or self.config.url
         if token is not None:
             protos, hdrs = self.credential_parts(token)
             offered += protos
             extra_headers += hdrs
         elif credentials:
             protos, hdrs = self.credential_parts(self.config.token)
-            if self.config.ticket_url:
-                ticket = await self.fetch_ticket()
-                sep = "&" if "?" in target else "?"
-                target = f"{target}{sep}ticket={urllib.parse.quote(ticket)}"
-                protos, hdrs = [], []
-            offered += protos
-            extra_headers += hdrs
+            if not self.config.ticket_url:
+                offered += protos
+                extra_headers += hdrs
             extra_headers += self.config.headers
         if origin is True:
             origin_value: str | None = self.expected_origin
         else:
             origin_value = origin or None
-        async with connect(
-            target,
-            origin=origin_value,  # type: ignore[arg-type]
-            subprotocols=offered or None,  # type: ignore[arg-type]
-            additional_headers=extra_headers or None,
-            compression=compression,
-            open_timeout=min(10.0, self.config.timeout),
-            close_timeout=2,
-            max_size=RECEIVE_MAX_BYTES,
-            ping_interval=None,
-            proxy=None,
-            user_agent_header="secure-ws-probe",
-        ) as conn:
+        # The same handshake as the accepted baseline: a refusal now is the target pacing
+        # us (its handshake throttle), not a verdict; retry it more slowly.
+        known_good = (
+            retry_throttled
+            and url is None
+            and origin is True
+            and credentials
+            and token is None
+            and subprotocols is None
+            and not headers
+            and compression is None
+            and self.baseline is not None
+            and self.baseline.accepted
+            and self.baseline.close_code is None
+        )
+        for attempt in range(THROTTLE_RETRIES + 1):
+            await self.bucket.take()
+            if self.pace is not None:
+                await self.pace.take()
+            target = url or self.config.url
+            if credentials and token is None and self.config.ticket_url:
+                ticket = await self.fetch_ticket()
+                sep = "&" if "?" in target else "?"
+                target = f"{target}{sep}ticket={urllib.parse.quote(ticket)}"
+            try:
+                conn = await connect(
+                    target,
+                    origin=origin_value,  # type: ignore[arg-type]
+                    subprotocols=offered or None,  # type: ignore[arg-type]
+                    additional_headers=extra_headers or None,
+                    compression=compression,
+                    open_timeout=min(10.0, self.config.timeout),
+                    close_timeout=2,
+                    max_size=RECEIVE_MAX_BYTES,
+                    ping_interval=None,
+                    proxy=None,
+                    user_agent_header="secure-ws-probe",
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if not known_good or attempt == THROTTLE_RETRIES or status not in THROTTLE_STATUSES:
+                    raise
+                await self.slow_down()
+                continue
+            break
+        async with conn:
             yield conn
+
+    async def slow_down(self) -> None:
+        """The target throttled us: pace handshakes under its rate from now on."""
+        rate = THROTTLED_HANDSHAKE_RATE if self.pace is None else self.pace.rate / 2
+        self.pace = TokenBucket(rate, burst=1)
+        await self.pace.take()  # start empty: the next handshake waits a full interval
+        self.throttled += 1
 
     async def attempt(self, settle: float = 0.5, **kwargs: Any) -> Handshake:
         """Try one handshake; if accepted, watch it for ``settle`` seconds, then close it."""
@@ -251,6 +312,15 @@ class ProbeSession:
             if self.baseline.accepted and self.baseline.close_code is None:
                 self.mode = "v1" if self.baseline.subprotocol == APP_SUBPROTOCOL else "json"
         return self.baseline
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks for, bounded to [1, MAX_RETRY_AFTER]."""
+    try:
+        seconds = float(value) if value else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 1.0), MAX_RETRY_AFTER)
 
 
 async def receive(conn: ClientConnection, timeout: float) -> str | bytes | None:  # noqa: ASYNC109

@@ -69,6 +69,25 @@ async def test_close_mode_accepts_then_closes_with_the_reason(
     }
 
 
+@pytest.mark.parametrize(("debug", "expected"), [(True, "credentials_missing"), (False, "403")])
+async def test_the_default_refusal_mode_shows_the_reason_only_under_debug(
+    communicator: Any, settings: Any, debug: bool, expected: str
+) -> None:
+    set_gate(settings, REFUSAL_MODE=None)
+    settings.DEBUG = debug
+    assert await refusal_code(communicator(websocket_app)) == expected
+
+
+async def test_the_guard_refuses_plainly_in_close_mode(
+    communicator: Any, settings: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    # An unknown path (a random-path flood) gets no accepted socket in any mode.
+    set_gate(settings, REFUSAL_MODE="close")
+    token = token_for(demo_users["alice"])
+    comm = communicator(websocket_app, path="/ws/nowhere/", subprotocols=bearer(token))
+    assert await refusal_code(comm) == "403"
+
+
 @pytest.mark.parametrize("error", [RuntimeError("boom"), ValueError("not a route error")])
 async def test_unexpected_error_before_accept_becomes_a_refusal(
     communicator: Any,
@@ -144,6 +163,16 @@ async def test_refused_raised_by_the_application_is_one_clean_refusal(
     assert "Traceback" not in caplog.text
 
 
+async def refusal_code(comm: Any) -> str:
+    """The reason code a close-mode refusal sends, or ``"403"`` for a plain refusal."""
+    accepted, _ = await comm.connect()
+    if not accepted:
+        return "403"
+    code = str(json.loads(await comm.receive_from())["payload"]["code"])
+    await comm.receive_output()
+    return code
+
+
 async def test_a_bad_origin_flood_is_throttled_once_the_bucket_is_empty(
     communicator: Any, settings: Any, caplog: Any
 ) -> None:
@@ -157,10 +186,10 @@ async def test_a_bad_origin_flood_is_throttled_once_the_bucket_is_empty(
             headers=build_headers(origin="https://evil.example"),
             client=("198.51.100.77", 1),
         )
-        assert (await comm.connect())[0]
-        codes.append(json.loads(await comm.receive_from())["payload"]["code"])
-        await comm.receive_output()
-    assert codes == [Reason.ORIGIN_REFUSED.value] * 3 + [Reason.HANDSHAKE_RATE_LIMITED.value] * 3
+        codes.append(await refusal_code(comm))
+    # Throttle refusals stay a plain 403 in close mode: no accepted socket under a flood.
+    assert codes == [Reason.ORIGIN_REFUSED.value] * 3 + ["403"] * 3
+    assert caplog.text.count(f"reason={Reason.HANDSHAKE_RATE_LIMITED.value} ") == 3
 
 
 async def test_a_malformed_handshake_flood_is_throttled_too(
@@ -174,7 +203,5 @@ async def test_a_malformed_handshake_flood_is_throttled_too(
             headers=build_headers(host=host, user_agent=b"\xff"),
             client=("198.51.100.78", 1),
         )
-        assert (await comm.connect())[0]
-        codes.append(json.loads(await comm.receive_from())["payload"]["code"])
-        await comm.receive_output()
-    assert codes == [Reason.BAD_HANDSHAKE.value] * 2 + [Reason.HANDSHAKE_RATE_LIMITED.value]
+        codes.append(await refusal_code(comm))
+    assert codes == [Reason.BAD_HANDSHAKE.value] * 2 + ["403"]
