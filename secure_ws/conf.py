@@ -21,6 +21,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from secure_ws.redis_hosts import is_redis_host, is_redis_url
+
 #: The ``SECURE_WS`` keys and their defaults. The docs' settings reference is checked
 #: against this dict by a test.
 DEFAULTS: dict[str, Any] = {
@@ -54,7 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "REFUSAL_LOG_LINES": 20,  # refusal log lines per reason per interval; the rest are counted
     "REFUSAL_LOG_INTERVAL": 10.0,  # seconds
     # Shared state.
-    "REDIS_URL": None,  # None: in-process state (one process only)
+    "REDIS_URL": None,  # None: REDIS_HOST, else the channel layer's Redis, else in-process
+    "REDIS_HOST": None,  # a channels-redis host entry (URL, (host, port), dict, Sentinel)
     "KEY_PREFIX": "secure_ws",
     # Consumer: frames and messages.
     "MAX_MESSAGE_BYTES": 65536,
@@ -141,6 +144,7 @@ class SecureWSSettings:
     REFUSAL_LOG_LINES: int
     REFUSAL_LOG_INTERVAL: float
     REDIS_URL: str | None
+    REDIS_HOST: str | Mapping[str, Any] | tuple[Any, ...] | None
     KEY_PREFIX: str
     MAX_MESSAGE_BYTES: int
     SERVER_MAX_MESSAGE_BYTES: int | None
@@ -170,6 +174,8 @@ class SecureWSSettings:
     RETENTION_DAYS: int
     METRICS_ENABLED: bool
     METRICS_TOKEN: str | None
+    #: Neither REDIS_URL nor REDIS_HOST is in SECURE_WS: follow the channel layer's Redis.
+    redis_follows_channel_layer: bool = False
 
     @property
     def tls_required(self) -> bool:
@@ -259,11 +265,10 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "REFUSAL_MODE": (lambda v: v in _REFUSAL_MODES, "'reject' or 'close'"),
     "REFUSAL_LOG_LINES": (_positive_int, "a positive int (log lines per reason per interval)"),
     "REFUSAL_LOG_INTERVAL": (_positive_number, "a positive number of seconds"),
-    "REDIS_URL": (
-        _optional(
-            lambda v: isinstance(v, str) and v.startswith(("redis://", "rediss://", "unix://"))
-        ),
-        "None or a redis://, rediss:// or unix:// URL",
+    "REDIS_URL": (_optional(is_redis_url), "None or a redis://, rediss:// or unix:// URL"),
+    "REDIS_HOST": (
+        _optional(is_redis_host),
+        "None or a channels-redis host entry (URL, (host, port), dict or Sentinel dict)",
     ),
     "KEY_PREFIX": (lambda v: isinstance(v, str) and bool(v), "a non-empty str"),
     "MAX_MESSAGE_BYTES": (_positive_int, "a positive int (bytes)"),
@@ -337,6 +342,9 @@ def validate(user_settings: object) -> list[SettingProblem]:
                     f"Set SECURE_WS[{key!r}] to {expected}.",
                 )
             )
+    if user_settings.get("REDIS_URL") is not None and user_settings.get("REDIS_HOST") is not None:
+        message = "SECURE_WS sets both REDIS_URL and REDIS_HOST."
+        problems.append(SettingProblem("REDIS_HOST", message, "Keep one: REDIS_HOST takes a URL."))
     return problems
 
 
@@ -353,7 +361,9 @@ def build_settings(user_settings: Mapping[str, Any] | None) -> SecureWSSettings:
         raise ImproperlyConfigured("; ".join(p.message for p in problems))
     merged = {**DEFAULTS, **(user_settings or {})}
     names = {f.name for f in fields(SecureWSSettings)}
-    return SecureWSSettings(**{k: _freeze(v) for k, v in merged.items() if k in names})
+    follows = not {"REDIS_URL", "REDIS_HOST"} & set(user_settings or {})
+    values = {k: _freeze(v) for k, v in merged.items() if k in names}
+    return SecureWSSettings(**values, redis_follows_channel_layer=follows)
 
 
 @lru_cache(maxsize=1)
@@ -365,6 +375,7 @@ def get_settings() -> SecureWSSettings:
 #: Django settings whose change invalidates secure_ws caches.
 WATCHED_SETTINGS = frozenset(
     {"SECURE_WS", "SIMPLE_JWT", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CSRF_TRUSTED_ORIGINS"}
+    | {"CHANNEL_LAYERS"}  # the shared state may follow the channel layer's Redis
 )
 
 _cache_clearers: list[Callable[[], None]] = [get_settings.cache_clear]
