@@ -140,6 +140,22 @@ class SentinelCluster:
 
         self.wait_for(promoted, "the Sentinel never promoted the replica", deadline=20)
 
+    def switch_quietly(self) -> None:
+        """Make the replica the master while the old one stays up and keeps its clients.
+
+        What a Sentinel does not do on its own (it kills the clients of a demoted master),
+        but what a partition or an operator's manual switch can leave behind: clients still
+        connected to a master the Sentinels no longer name.
+        """
+        with self.client(self.replica_port) as replica:
+            replica.execute_command("REPLICAOF", "NO", "ONE")
+        with self.sentinel() as sentinel:
+            sentinel.execute_command("SENTINEL", "REMOVE", MASTER_NAME)
+            sentinel.execute_command(
+                "SENTINEL", "MONITOR", MASTER_NAME, "127.0.0.1", self.replica_port, 1
+            )
+        self.wait_for(lambda: self.master_port_now() == self.replica_port, "not switched")
+
     @staticmethod
     def wait_for(condition: object, message: str, deadline: float = 15) -> None:
         give_up = time.monotonic() + deadline

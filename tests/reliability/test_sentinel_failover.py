@@ -20,11 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from secure_ws.codes import CloseCode, private_close_code
-from secure_ws.state import key
+from secure_ws.codes import CloseCode, Reason, private_close_code
+from secure_ws.exceptions import BackendUnavailable
+from secure_ws.revocation import kick_user
+from secure_ws.sessions import pubsub
+from secure_ws.sessions.pubsub import ensure_subscribed
+from secure_ws.sessions.registry import get_registry
+from secure_ws.state import close_redis, key
 from tests.conftest import access_token_for
+from tests.consumer_helpers import watch
 from tests.reliability.conftest import open_client, ping
 from tests.reliability.sentinel import SentinelCluster
 from tests.reliability.sentinel_settings import MAX_CONNECTIONS_PER_USER
@@ -199,3 +207,36 @@ def _tally(outcomes: list[str]) -> dict[str, int]:
     for outcome in outcomes:
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
+
+
+async def test_the_subscription_follows_a_master_that_moved_under_it(
+    sentinel_cluster: SentinelCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscription left on a former master would miss every revocation: it fails closed."""
+    monkeypatch.setattr(pubsub, "HEALTH_INTERVAL", 0.2)
+    cluster = sentinel_cluster
+    named = {k: v for k, v in settings.SECURE_WS.items() if k != "REDIS_URL"}
+    await close_redis()
+    with override_settings(SECURE_WS={**named, "REDIS_HOST": cluster.host_entry}):
+        try:
+            held = await watch(user_id=1)
+            await asyncio.to_thread(cluster.switch_quietly)
+            ended = await held.ended(wait=DEADLINE)
+            get_registry().remove(held)
+
+            async def subscribed() -> bool:
+                try:
+                    await ensure_subscribed()
+                except BackendUnavailable:
+                    return False
+                return True
+
+            await until(subscribed, "never subscribed on the new master")
+            fresh = await watch(user_id=2)
+            await kick_user(2)  # published on the master the Sentinel names now
+            revoked = await fresh.ended(wait=DEADLINE)
+            get_registry().remove(fresh)
+        finally:
+            await close_redis()
+    assert ended == (CloseCode.TRY_AGAIN_LATER, Reason.BACKEND_UNAVAILABLE)
+    assert revoked == (CloseCode.FORBIDDEN, Reason.REVOKED)
