@@ -17,6 +17,7 @@ class SecureWSConfig(AppConfig):
     def ready(self) -> None:
         # Importing these modules registers checks and signal receivers.
         import_module("secure_ws.checks")
+        import_module("secure_ws.checks_redis")
         import_module("secure_ws.revocation")
         import_module("secure_ws.django_session")
         # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
