@@ -1,10 +1,10 @@
 """A private Redis master, one replica and one Sentinel on free loopback ports.
 
-Built from Debian's ``redis-server`` (the Sentinel is the same binary in sentinel mode,
-which is what Debian's ``redis-sentinel`` runs). The replica starts with
-``replica-priority 0``: the Sentinel may not promote it until the test allows it
-(:meth:`SentinelCluster.allow_promotion`), so "no master is known" lasts exactly as long
-as the test needs to observe it, whatever the machine's speed.
+Built from Debian's ``redis-server`` and ``redis-sentinel`` (one binary: without the
+``redis-sentinel`` package, ``redis-server --sentinel`` runs the same Sentinel). The replica
+starts with ``replica-priority 0``: the Sentinel may not promote it until the test allows
+it (:meth:`SentinelCluster.promote`), so "no master is known" lasts exactly as long as the
+test needs to observe it, whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -26,11 +26,17 @@ DOWN_AFTER_MS = 500
 FAILOVER_TIMEOUT_MS = 2000
 
 
-def _binary() -> str:
-    binary = shutil.which("redis-server")
+def _binary(name: str = "redis-server") -> str:
+    binary = shutil.which(name)
     if binary is None:
-        raise RuntimeError("redis-server is not installed (scripts/test installs it)")
+        raise RuntimeError(f"{name} is not installed (scripts/test installs it)")
     return binary
+
+
+def _sentinel_command(conf: Path) -> list[str]:
+    if shutil.which("redis-sentinel"):
+        return [_binary("redis-sentinel"), str(conf)]
+    return [_binary(), str(conf), "--sentinel"]
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float = 10) -> None:
@@ -61,10 +67,10 @@ class SentinelCluster:
         """The channels-redis host entry of this cluster (what the settings carry)."""
         return {"sentinels": [("127.0.0.1", self.sentinel_port)], "master_name": MASTER_NAME}
 
-    def _start(self, name: str, port: int, args: list[str]) -> None:
+    def _start(self, name: str, port: int, command: list[str]) -> None:
         with (self.workdir / f"{name}.log").open("wb") as log:
             process = subprocess.Popen(
-                [_binary(), *args], cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
             )
         self.processes[name] = process
         _wait_listening(port, process)
@@ -73,8 +79,9 @@ class SentinelCluster:
         self._start(
             name,
             port,
-            ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--dbfilename", f"{name}.rdb", *extra],
+            [_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--dbfilename", f"{name}.rdb",
+             *extra],
         )  # fmt: skip
 
     def start(self) -> None:
@@ -94,7 +101,7 @@ class SentinelCluster:
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
         )
-        self._start("sentinel", self.sentinel_port, [str(conf), "--sentinel"])
+        self._start("sentinel", self.sentinel_port, _sentinel_command(conf))
         self.wait_for(self._replica_known, "the Sentinel never saw the replica in sync")
 
     def sentinel(self) -> redis.Redis:
