@@ -158,6 +158,14 @@ def async_client(
     return redis.asyncio.Redis.from_pool(pool)
 
 
+async def close_client(client: redis.asyncio.Redis) -> None:
+    """Close ``client`` and, behind a Sentinel, its connections to the Sentinels too."""
+    pool = client.connection_pool
+    await client.aclose()
+    if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool):
+        await pool.sentinel_manager.aclose()
+
+
 def sync_client(host: Mapping[str, Any], *, max_connections: int, timeout: float) -> redis.Redis:
     """A synchronous client for ``host`` (signal receivers, views), every call bounded."""
     kwargs = _split(host)

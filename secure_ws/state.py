@@ -29,7 +29,13 @@ import redis.exceptions
 from django.conf import settings as django_settings
 
 from secure_ws.conf import get_settings, register_cache_clearer
-from secure_ws.redis_hosts import async_client, channel_layer_host, decode_host, sync_client
+from secure_ws.redis_hosts import (
+    async_client,
+    channel_layer_host,
+    close_client,
+    decode_host,
+    sync_client,
+)
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
     weakref.WeakKeyDictionary()
@@ -117,7 +123,7 @@ async def close_redis() -> None:
         await hook()
     client = _clients.pop(loop, None)
     if client is not None:
-        await client.aclose()
+        await close_client(client)
 
 
 @lru_cache(maxsize=1)

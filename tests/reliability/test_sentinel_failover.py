@@ -172,7 +172,11 @@ async def test_failover_fails_closed_then_serves_without_restart(
 
     # No cap slot leaked: alice holds nothing, may take her whole cap again, and no more.
     new_master = cluster.replica_port
-    after_failover = live_slots(cluster, new_master, alice.id)
+    # Her connections closed while Redis could not hear their release: it is retried.
+    await until(
+        lambda: live_slots(cluster, new_master, alice.id) == 0,
+        lambda: f"{live_slots(cluster, new_master, alice.id)} slot(s) of closed connections count",
+    )
     again = [await open_client(server, t) for t in [alice_token] * MAX_CONNECTIONS_PER_USER]
     for conn in again:
         await ping(conn)
@@ -192,7 +196,6 @@ async def test_failover_fails_closed_then_serves_without_restart(
     assert set(codes) <= BACKEND_CLOSE_CODES, codes
     assert set(traffic.during("before")) == {"served"}
     assert set(traffic.during("no master")) <= REFUSED, traffic.during("no master")
-    assert after_failover == 0, f"{after_failover} slot(s) of closed connections still count"
     assert counted == MAX_CONNECTIONS_PER_USER
     assert over_cap == "http 403"
     assert back_in == "served"
