@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from secure_ws import state
-from secure_ws.checks_redis import check_shared_state_redis
+from secure_ws.checks_redis import check_shared_state_redis, check_shared_state_redis_transport
 from secure_ws.conf import validate
 from secure_ws.redis_hosts import async_client, channel_layer_host, describe, sync_client
 
@@ -142,3 +142,38 @@ def test_a_shared_redis_or_debug_is_quiet(
         SECURE_WS=without_redis(**secure_ws), CHANNEL_LAYERS=layers, DEBUG=debug
     ):
         assert check_shared_state_redis(None) == []
+
+
+@pytest.mark.parametrize(
+    ("secure_ws", "layers"),
+    [
+        ({"REDIS_HOST": "redis://:pw@cache.internal:6379/0"}, IN_MEMORY),
+        ({"REDIS_HOST": ("10.0.0.5", 6379)}, IN_MEMORY),
+        ({"REDIS_HOST": SENTINEL}, IN_MEMORY),
+        ({}, layer({**SENTINEL, "password": "pw"})),  # checks.py cannot read this one
+    ],
+)
+def test_a_plain_remote_shared_state_redis_is_a_warning(
+    secure_ws: dict[str, Any], layers: dict[str, Any]
+) -> None:
+    with override_settings(SECURE_WS=without_redis(**secure_ws), CHANNEL_LAYERS=layers):
+        messages = check_shared_state_redis_transport(None)
+    assert [m.id for m in messages] == ["secure_ws.W031"]
+    assert "pw" not in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("secure_ws", "layers"),
+    [
+        ({"REDIS_HOST": "rediss://:pw@cache.internal:6380/0"}, IN_MEMORY),
+        ({"REDIS_HOST": {**SENTINEL, "ssl": True}}, IN_MEMORY),
+        ({"REDIS_HOST": {"sentinels": [("127.0.0.1", 26379)], "master_name": "m"}}, IN_MEMORY),
+        ({"REDIS_HOST": ("localhost", 6379)}, IN_MEMORY),
+        ({}, layer("redis://10.0.0.5:6379/0")),  # secure_ws.checks reports that one
+    ],
+)
+def test_tls_or_loopback_shared_state_redis_is_quiet(
+    secure_ws: dict[str, Any], layers: dict[str, Any]
+) -> None:
+    with override_settings(SECURE_WS=without_redis(**secure_ws), CHANNEL_LAYERS=layers):
+        assert check_shared_state_redis_transport(None) == []
