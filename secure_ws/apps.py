@@ -19,6 +19,7 @@ class SecureWSConfig(AppConfig):
         import_module("secure_ws.checks")
         import_module("secure_ws.sessions.revocation")
         import_module("secure_ws.sessions.django_session")
+        import_module("secure_ws.checks_redis")
         import secure_ws.checks_extras  # noqa: F401  (extras and development-only modes)
 
         # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).

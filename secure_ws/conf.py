@@ -13,7 +13,7 @@ reports under ``manage.py check --deploy``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from django.dispatch import receiver
 from secure_ws import conf_fields as rule
 from secure_ws.conf_fields import AUDIT_SINK_NAMES as AUDIT_SINK_NAMES
 from secure_ws.conf_fields import SettingProblem, SettingSpec, find_problems, setting, spec_of
+from secure_ws.redis_hosts import is_redis_host, is_redis_url
 
 #: The sections of the settings reference, in the order the docs show them.
 SECTIONS = (
@@ -193,12 +194,29 @@ class SecureWSSettings:
     )
     # Shared state.
     REDIS_URL: str | None = setting(
-        None, (rule.optional(rule.is_redis_url), "None or a redis://, rediss:// or unix:// URL"),
+        None, (rule.optional(is_redis_url), "None or a redis://, rediss:// or unix:// URL"),
         SHARED,
         "`redis://`, `rediss://` or `unix://` URL of the Redis that holds handshake buckets, "
-        "connection caps, tickets and the user-state generations. `None`: in-process state "
-        "(one process only; the demo warns). Redis errors where auth or caps depend on it "
-        "refuse the handshake (`backend_unavailable`, 1013).",
+        "connection caps, tickets, the user-state generations and the revocation channel. "
+        "Redis errors where auth or caps depend on it refuse the handshake "
+        "(`backend_unavailable`, 1013). Which Redis when unset: see `REDIS_HOST`.",
+    )
+    REDIS_HOST: str | Mapping[str, Any] | tuple[Any, ...] | None = setting(
+        None,
+        (
+            rule.optional(is_redis_host),
+            "None or a channels-redis host entry (URL, (host, port), dict or Sentinel dict)",
+        ),
+        SHARED,
+        "The same Redis as one channels-redis `hosts` entry: a URL, `(\"host\", port)`, "
+        '`{"address": url, **kwargs}` or a Sentinel entry `{"sentinels": [("host", 26379)], '
+        '"master_name": "mymaster", "sentinel_kwargs": {...}}` (the client asks the Sentinels '
+        "for the master, so it follows a failover without a restart; see "
+        "[redis-sentinel.md](howto/redis-sentinel.md)). Set one of `REDIS_URL`/`REDIS_HOST`, not "
+        "both. **When neither key is in `SECURE_WS`** the state follows "
+        '`CHANNEL_LAYERS["default"]` if it is a channels-redis layer (its first host); a key '
+        "written as `None` keeps state in-process (one process only; `check --deploy` warns, "
+        "`secure_ws.W032`).",
     )
     KEY_PREFIX: str = setting(
         "secure_ws", (rule.is_non_empty_str, "a non-empty str"), SHARED,
@@ -334,6 +352,9 @@ class SecureWSSettings:
         AUDIT,
         "Bearer token a scraper presents to `/metrics`; `None`: only staff users may read it.",
     )
+    #: Not a setting: neither REDIS_URL nor REDIS_HOST is in SECURE_WS, so the shared state
+    #: follows the channel layer's Redis (set by :func:`build_settings`).
+    redis_follows_channel_layer: bool = field(default=False)
 
     @property
     def tls_required(self) -> bool:
@@ -352,7 +373,7 @@ class SecureWSSettings:
 
 def setting_specs() -> dict[str, SettingSpec]:
     """Every setting's row of the table, by name, in declaration order."""
-    return {f.name: spec_of(f) for f in fields(SecureWSSettings)}
+    return {f.name: spec_of(f) for f in fields(SecureWSSettings) if f.metadata}
 
 
 #: The ``SECURE_WS`` keys and their defaults, as a user would write them (lists, not tuples).
@@ -361,7 +382,15 @@ DEFAULTS: dict[str, Any] = {name: spec.default for name, spec in setting_specs()
 
 def validate(user_settings: object) -> list[SettingProblem]:
     """Return every problem with a ``SECURE_WS`` value; an empty list means it is valid."""
-    return find_problems(setting_specs(), user_settings)
+    problems = find_problems(setting_specs(), user_settings)
+    if (
+        isinstance(user_settings, Mapping)
+        and user_settings.get("REDIS_URL") is not None
+        and user_settings.get("REDIS_HOST") is not None
+    ):
+        message = "SECURE_WS sets both REDIS_URL and REDIS_HOST."
+        problems.append(SettingProblem("REDIS_HOST", message, "Keep one: REDIS_HOST takes a URL."))
+    return problems
 
 
 def build_settings(user_settings: Mapping[str, Any] | None) -> SecureWSSettings:
@@ -373,7 +402,8 @@ def build_settings(user_settings: Mapping[str, Any] | None) -> SecureWSSettings:
         key: tuple(value) if isinstance(value, list) else value
         for key, value in (user_settings or {}).items()
     }
-    return SecureWSSettings(**given)
+    follows = not {"REDIS_URL", "REDIS_HOST"} & set(given)
+    return SecureWSSettings(**given, redis_follows_channel_layer=follows)
 
 
 @lru_cache(maxsize=1)
@@ -385,6 +415,7 @@ def get_settings() -> SecureWSSettings:
 #: Django settings whose change invalidates secure_ws caches.
 WATCHED_SETTINGS = frozenset(
     {"SECURE_WS", "SIMPLE_JWT", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "CSRF_TRUSTED_ORIGINS"}
+    | {"CHANNEL_LAYERS"}  # the shared state may follow the channel layer's Redis
 )
 
 _cache_clearers: list[Callable[[], None]] = [get_settings.cache_clear]

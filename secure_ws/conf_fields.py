@@ -170,10 +170,6 @@ def is_cidr_list(value: object) -> bool:
     return True
 
 
-def is_redis_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
-
-
 def is_non_empty_str(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 

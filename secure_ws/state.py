@@ -2,8 +2,10 @@
 
 Every part of secure_ws that shares state across processes (handshake buckets, connection
 caps, tickets, the user-state cache) goes through :func:`get_redis`; nobody opens their own
-pool. When ``REDIS_URL`` is unset it returns ``None`` and callers fall back to in-process
-state, which only holds for a single process.
+pool. Which Redis is :func:`redis_host`'s answer: ``REDIS_URL``, else ``REDIS_HOST`` (a
+channels-redis host entry, Sentinel included), else the channels-redis channel layer's
+first host. Without any it returns ``None`` and callers fall back to in-process state,
+which only holds for a single process.
 
 ``redis.asyncio`` clients are bound to the event loop that created them, so the client is
 kept per running loop: daphne and uvicorn run one loop per process and get one client,
@@ -24,8 +26,16 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.exceptions
+from django.conf import settings as django_settings
 
 from secure_ws.conf import get_settings, register_cache_clearer
+from secure_ws.redis_hosts import (
+    async_client,
+    channel_layer_host,
+    close_client,
+    decode_host,
+    sync_client,
+)
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
     weakref.WeakKeyDictionary()
@@ -54,14 +64,34 @@ def command_deadline() -> asyncio.Timeout:
     return asyncio.timeout(SOCKET_TIMEOUT)
 
 
+@lru_cache(maxsize=1)
+def redis_host() -> dict[str, Any] | None:
+    """The shared state's Redis as a channels-redis host dict, or ``None`` (in-process).
+
+    ``REDIS_URL``, else ``REDIS_HOST``, else (when neither key is in ``SECURE_WS``) the
+    default channels-redis layer's first host. A key set to ``None`` keeps state in-process.
+    """
+    settings = get_settings()
+    if settings.REDIS_URL is not None:
+        return {"address": settings.REDIS_URL}
+    if settings.REDIS_HOST is not None:
+        return decode_host(settings.REDIS_HOST)
+    if settings.redis_follows_channel_layer:
+        return channel_layer_host(getattr(django_settings, "CHANNEL_LAYERS", None))
+    return None
+
+
+register_cache_clearer(redis_host.cache_clear)
+
+
 def get_redis() -> redis.asyncio.Redis | None:
-    """Return the Redis client of the running event loop, or ``None`` without ``REDIS_URL``.
+    """Return the Redis client of the running event loop, or ``None`` without a Redis.
 
     Raises:
         RuntimeError: when called outside a running event loop.
     """
-    url = get_settings().REDIS_URL
-    if url is None:
+    host = redis_host()
+    if host is None:
         return None
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
@@ -69,13 +99,7 @@ def get_redis() -> redis.asyncio.Redis | None:
         with _clients_lock:
             client = _clients.get(loop)
             if client is None:
-                pool = redis.asyncio.BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=MAX_CONNECTIONS,
-                    timeout=SOCKET_TIMEOUT,
-                    socket_connect_timeout=SOCKET_TIMEOUT,
-                )
-                client = redis.asyncio.Redis.from_pool(pool)
+                client = async_client(host, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT)
                 _clients[loop] = client
     return client
 
@@ -99,34 +123,19 @@ async def close_redis() -> None:
         await hook()
     client = _clients.pop(loop, None)
     if client is not None:
-        await client.aclose()
+        await close_client(client)
 
 
 @lru_cache(maxsize=1)
-def _sync_client(url: str) -> redis.Redis:
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=SOCKET_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=SOCKET_TIMEOUT,
-    )
-    return redis.Redis.from_pool(pool)
-
-
 def get_sync_redis() -> redis.Redis | None:
     """Return the process's synchronous client (for signal receivers), or ``None``."""
-    url = get_settings().REDIS_URL
-    if url is None:
+    host = redis_host()
+    if host is None:
         return None
-    return _sync_client(url)
+    return sync_client(host, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT)
 
 
-def _drop_sync_client() -> None:
-    _sync_client.cache_clear()
-
-
-register_cache_clearer(_drop_sync_client)
+register_cache_clearer(get_sync_redis.cache_clear)
 
 
 def key(*parts: object) -> str:

@@ -28,7 +28,7 @@ from secure_ws.exceptions import BackendUnavailable, Refused
 from secure_ws.gate.base import ASGIApp, Scope
 from secure_ws.gate.refusal import refuse
 from secure_ws.gate.throttle import rate_key_for
-from secure_ws.state import LuaScript, get_redis, key
+from secure_ws.state import LuaScript, get_redis, key, register_close_hook
 
 logger = logging.getLogger("secure_ws.gate")
 
@@ -116,7 +116,50 @@ class ConnectionSlot:
         try:
             await _RELEASE(client, self.keys, [self.slot_id])
         except (redis.exceptions.RedisError, OSError):
-            logger.warning("connection slot release failed for %s; it will expire", self.slot_id)
+            logger.warning("connection slot release failed for %s; retrying", self.slot_id)
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(_release_until_expired(self, loop.time() + self.ttl))
+            _pending_releases.add(task)
+            task.add_done_callback(_pending_releases.discard)
+
+
+#: Longest wait between two attempts to give back a slot whose release failed, in seconds.
+RELEASE_RETRY_MAX_BACKOFF = 1.0
+_pending_releases: set[asyncio.Task[None]] = set()  # strong references while they run
+
+
+async def _release_until_expired(slot: ConnectionSlot, give_up: float) -> None:
+    """Retry a failed release until Redis takes it or the slot would have expired anyway.
+
+    A Redis restart or a Sentinel failover closes connections while Redis cannot hear their
+    release; without a retry each would keep counting against its user's and its IP's caps
+    for up to ``CONNECTION_SLOT_TTL`` seconds after Redis is back (ZREM is idempotent).
+    """
+    loop = asyncio.get_running_loop()
+    backoff = 0.05
+    while loop.time() < give_up:
+        await asyncio.sleep(backoff)
+        backoff = min(RELEASE_RETRY_MAX_BACKOFF, backoff * 2)
+        client = get_redis()
+        if client is None:
+            return
+        try:
+            await _RELEASE(client, slot.keys, [slot.slot_id])
+        except (redis.exceptions.RedisError, OSError):
+            continue
+        return
+
+
+async def _cancel_pending_releases() -> None:
+    """Stop the running loop's release retries before its Redis client closes (tests)."""
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _pending_releases if task.get_loop() is loop]
+    for task in mine:
+        task.cancel()
+    await asyncio.gather(*mine, return_exceptions=True)
+
+
+register_close_hook(_cancel_pending_releases)
 
 
 class SlotHeartbeat:

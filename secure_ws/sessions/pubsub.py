@@ -21,6 +21,12 @@ revocation published meanwhile, and cannot learn later that it missed one. So:
   revocation state again;
 * the subscriber keeps resubscribing (backoff up to :data:`MAX_BACKOFF` seconds) and new
   connections are accepted again as soon as ``SUBSCRIBE`` is confirmed.
+
+Behind a Redis Sentinel (``REDIS_HOST``, or a channel layer that names one) the subscription
+is opened on whatever master the Sentinels name. Publishers ask them too, so a subscription
+left on a former master would hear nothing: every ``HEALTH_INTERVAL`` of silence the
+subscriber asks the Sentinels again, and a master that moved counts as a lost subscription
+(fail closed, then resubscribe on the new master).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import time
 from typing import Any
 
 import redis.asyncio
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from secure_ws.codes import CloseCode, Reason
@@ -136,6 +143,7 @@ class Subscriber:
             now = time.monotonic()
             if message is None:
                 if ping_sent is None:
+                    await self._check_master(pubsub)
                     await pubsub.ping()
                     ping_sent = now
                 elif now - ping_sent > SOCKET_TIMEOUT:
@@ -158,6 +166,17 @@ class Subscriber:
                     logger.warning("dropped a malformed revocation message")
                     continue
                 self.registry.apply(parsed)
+
+    async def _check_master(self, pubsub: Any) -> None:
+        """Raise :class:`SubscriptionLost` when the Sentinels name another master than ours."""
+        pool = self.client.connection_pool
+        connection = pubsub.connection
+        if not isinstance(pool, SentinelConnectionPool) or connection is None:
+            return
+        async with command_deadline():
+            master = await pool.get_master_address()  # type: ignore[no-untyped-call]
+        if (connection.host, int(connection.port)) != (master[0], int(master[1])):
+            raise SubscriptionLost("the master moved")
 
     def _lost(self, exc: BaseException) -> bool:
         """Fail closed after a loss; return whether the subscription had been up."""
