@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "channels",
     "secure_ws",
+    "secure_ws.contrib.files",
     "project.filebox",
 ]
 
