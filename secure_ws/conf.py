@@ -104,9 +104,6 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_TOKEN": None,  # bearer token a scraper presents; None: staff users only
 }
 
-#: Keys whose value is a dotted import path, resolved lazily.
-IMPORT_STRINGS = frozenset({"FOLDER_POLICY"})
-
 _REFUSAL_MODES = ("reject", "close")
 
 #: The audit sinks ``AUDIT_SINKS`` may name (:mod:`secure_ws.audit.sinks`).

@@ -13,6 +13,9 @@ finite numbers only), after two cheap guards that pydantic does not give us: nes
 and the ``NaN``/``Infinity`` literals that Python's JSON accepts and RFC 8259 does not.
 Only declared types ever reach a handler, so a client cannot name an internal method.
 
+The envelope and the protocol's own payload schemas live in
+:mod:`secure_ws.consumer.schemas` (re-exported here, where consumers import them from).
+
 Every failure becomes a :class:`~secure_ws.exceptions.MessageRejected` whose ``errors``
 hold ``loc``/``msg``/``type`` only: never the client's input, which could be markup.
 """
@@ -23,15 +26,12 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union, cast
+from typing import Annotated, Any, Literal, TypeVar, Union, cast
 
 import pydantic_core
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    SecretStr,
-    StringConstraints,
     TypeAdapter,
     ValidationError,
     create_model,
@@ -39,10 +39,47 @@ from pydantic import (
 
 from secure_ws.codes import ErrorCode
 from secure_ws.consumer.permissions import BasePermission
+from secure_ws.consumer.schemas import (
+    MAX_CLIENT_ID_CHARS,
+    MAX_REFRESH_TOKEN_CHARS,
+    STRICT_CONFIG,
+    AckPayload,
+    AuthExpiringPayload,
+    AuthRefreshPayload,
+    ClientId,
+    ClientMessage,
+    EmptyPayload,
+    ErrorPayload,
+    FieldError,
+    Schema,
+)
 from secure_ws.exceptions import MessageRejected
 
-#: Longest client ``id`` the server accepts and echoes.
-MAX_CLIENT_ID_CHARS = 64
+__all__ = [
+    "MAX_CLIENT_ID_CHARS",
+    "MAX_REFRESH_TOKEN_CHARS",
+    "MAX_REPORTED_ERRORS",
+    "MAX_TYPE_CHARS",
+    "STRICT_CONFIG",
+    "AckPayload",
+    "AuthExpiringPayload",
+    "AuthRefreshPayload",
+    "ClientId",
+    "ClientMessage",
+    "EmptyPayload",
+    "ErrorPayload",
+    "FieldError",
+    "FrameRejected",
+    "MessageRegistry",
+    "MessageSpec",
+    "Schema",
+    "extract_client_id",
+    "field_errors",
+    "handler_name_for",
+    "json_depth_exceeds",
+    "message_handler",
+]
+
 #: Longest message ``type`` name.
 MAX_TYPE_CHARS = 64
 #: At most this many field errors are returned in one ``invalid_message`` reply.
@@ -50,82 +87,6 @@ MAX_REPORTED_ERRORS = 10
 
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _SAFE_LOC_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-#: The model configuration every envelope and payload schema uses.
-STRICT_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
-
-ClientId = Annotated[str, StringConstraints(max_length=MAX_CLIENT_ID_CHARS)]
-
-
-class Schema(BaseModel):
-    """Base class for payload schemas: strict types, no extra keys, finite numbers only."""
-
-    model_config = STRICT_CONFIG
-
-
-class EmptyPayload(Schema):
-    """A payload with no fields (``{}``, or omitted)."""
-
-
-PayloadT = TypeVar("PayloadT", bound=BaseModel)
-
-
-class ClientMessage(BaseModel, Generic[PayloadT]):
-    """A validated client message: ``{"type", "id"?, "payload"}``."""
-
-    model_config = STRICT_CONFIG
-
-    type: str
-    id: ClientId | None = None
-    payload: PayloadT
-
-
-class ServerMessage(BaseModel, Generic[PayloadT]):
-    """A server message: ``{"type", "id"?, "payload"}`` (documentation and tests only)."""
-
-    model_config = STRICT_CONFIG
-
-    type: str
-    id: ClientId | None = None
-    payload: PayloadT
-
-
-class FieldError(Schema):
-    """One field-level validation error: where, what and which kind, never the input."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ErrorPayload(Schema):
-    """Payload of an ``error`` frame."""
-
-    code: str
-    detail: str = ""
-    errors: list[FieldError] | None = None
-
-
-class AckPayload(Schema):
-    """Payload of an ``ack`` frame (free-form, set by the handler)."""
-
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-
-
-#: Longest access token ``auth.refresh`` accepts (the gate's ``MAX_CREDENTIAL_BYTES`` default).
-MAX_REFRESH_TOKEN_CHARS = 4096
-
-
-class AuthRefreshPayload(Schema):
-    """Payload of ``auth.refresh``: a new access token (hidden from reprs and logs)."""
-
-    token: Annotated[SecretStr, Field(min_length=1, max_length=MAX_REFRESH_TOKEN_CHARS)]
-
-
-class AuthExpiringPayload(Schema):
-    """Payload of ``auth.expiring``: seconds until the connection's token expires."""
-
-    expires_in: float
 
 
 class FrameRejected(MessageRejected):
