@@ -12,8 +12,8 @@ or from Python::
 
 from __future__ import annotations
 
+from secure_ws.probe.catalog import all_checks, select_checks
 from secure_ws.probe.model import Check, CheckResult, ProbeConfig, Verdict
-from secure_ws.probe.registry import all_checks, select_checks
 from secure_ws.probe.runner import ProbeRun, exit_code, run_checks, run_probe
 
 __all__ = [
