@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-
 from django.apps import AppConfig
 
 
@@ -15,16 +13,16 @@ class SecureWSConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Importing these modules registers checks and signal receivers.
-        import_module("secure_ws.checks")
-        import_module("secure_ws.sessions.revocation")
-        import_module("secure_ws.sessions.django_session")
-        # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
+        # Imported here, once the app registry is ready (these modules use models): importing
+        # them registers the system checks and the signal receivers.
+        import secure_ws.checks
+        import secure_ws.sessions.django_session
+        import secure_ws.sessions.revocation  # noqa: F401
+        from secure_ws.logging import install_daphne_access_log_redaction
         from secure_ws.shutdown import install_daphne_shutdown
 
+        # Under daphne only: a 1001 close and an audit flush on SIGTERM (no-op elsewhere).
         install_daphne_shutdown()
         # daphne's access log is a stream, not a logger: redact what it writes (no-op
         # without daphne).
-        from secure_ws.logging import install_daphne_access_log_redaction
-
         install_daphne_access_log_redaction()

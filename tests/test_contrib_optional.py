@@ -49,3 +49,20 @@ def test_core_imports_and_checks_without_contrib_files() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == []
+
+
+def test_public_names_resolve_to_their_modules() -> None:
+    import secure_ws
+    from secure_ws.consumer.messages import message_handler
+    from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
+    from secure_ws.contrib import files
+    from secure_ws.contrib.files.consumer import FileEventConsumer
+    from secure_ws.contrib.files.events import publish_file_event
+    from secure_ws.gate.stack import secure_websocket
+
+    assert secure_ws.SecureJsonWebsocketConsumer is SecureJsonWebsocketConsumer
+    assert secure_ws.message_handler is message_handler
+    assert secure_ws.secure_websocket is secure_websocket
+    assert files.FileEventConsumer is FileEventConsumer
+    assert files.publish_file_event is publish_file_event
+    assert not hasattr(secure_ws, "FileEventConsumer")

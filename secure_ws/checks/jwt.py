@@ -148,7 +148,7 @@ def check_password_change_revokes_tokens(
                 id="secure_ws.W044",
             )
         ]
-    from secure_ws.sessions.revocation import SessionTokenRefreshSerializer
+    from secure_ws.api.serializers import SessionTokenRefreshSerializer
 
     try:
         serializer = import_string(jwt.TOKEN_REFRESH_SERIALIZER)
@@ -161,7 +161,7 @@ def check_password_change_revokes_tokens(
             "SIMPLE_JWT['TOKEN_REFRESH_SERIALIZER'] does not check CHECK_REVOKE_TOKEN: a "
             "refresh token from before a password change keeps minting access tokens.",
             hint="Set SIMPLE_JWT['TOKEN_REFRESH_SERIALIZER'] = "
-            "'secure_ws.sessions.revocation.SessionTokenRefreshSerializer' (or a subclass).",
+            "'secure_ws.api.serializers.SessionTokenRefreshSerializer' (or a subclass).",
             id="secure_ws.W045",
         )
     ]
