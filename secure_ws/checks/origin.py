@@ -11,13 +11,12 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from secure_ws.checks.values import settings_valid
 from secure_ws.conf import get_settings
+from secure_ws.origins import parse_origin
 
 
 @register(Tags.security)
 def check_origin_entries(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Warning]:
     """Report ``ALLOWED_ORIGINS`` entries the gate ignores because it cannot parse them (W004)."""
-    from secure_ws.gate.origin import parse_origin
-
     if not settings_valid():
         return []
     configured = get_settings().ALLOWED_ORIGINS or ()
