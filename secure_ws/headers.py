@@ -157,6 +157,7 @@ def django_csp_config(
     extra: Mapping[str, Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """Return django-csp 4.0's ``CONTENT_SECURITY_POLICY`` for a ``SECURE_WS`` dict."""
+    # Imported here: django-csp is only needed on Django 5.2 (6.x has SECURE_CSP).
     from csp.constants import NONCE as CSP_NONCE
 
     directives = _directives(secure_ws, allowed_hosts, csrf_trusted_origins, debug, extra)
@@ -176,6 +177,7 @@ def secure_csp(
     Raises:
         ImportError: on a Django without built-in CSP (before 6.0).
     """
+    # Imported here: django.utils.csp exists from Django 6.0 only.
     from django.utils.csp import CSP  # type: ignore[import-not-found,unused-ignore]
 
     directives = _directives(secure_ws, allowed_hosts, csrf_trusted_origins, debug, extra)

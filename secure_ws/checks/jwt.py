@@ -148,6 +148,8 @@ def check_password_change_revokes_tokens(
                 id="secure_ws.W044",
             )
         ]
+    # Imported here: it subclasses simplejwt's serializer, and simplejwt is optional (the
+    # check returned above when it is not installed).
     from secure_ws.api.serializers import SessionTokenRefreshSerializer
 
     try:

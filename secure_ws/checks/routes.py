@@ -6,10 +6,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from channels.routing import ProtocolTypeRouter, URLRouter
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
+
+from secure_ws.gate.credentials import CredentialsMiddleware
+from secure_ws.gate.origin import OriginMiddleware
 
 _MAX_WALK_DEPTH = 64
 #: Attributes through which ASGI middleware reaches its inner application.
@@ -51,11 +55,6 @@ def walk_websocket_routes(application: object) -> list[WebSocketRoute]:
     :class:`~secure_ws.gate.credentials.CredentialsMiddleware`, whether they were composed
     by ``secure_websocket()`` or by hand.
     """
-    from channels.routing import ProtocolTypeRouter, URLRouter
-
-    from secure_ws.gate.credentials import CredentialsMiddleware
-    from secure_ws.gate.origin import OriginMiddleware
-
     def walk(
         app: object, path: str, origin: bool, auth: bool, depth: int
     ) -> Iterator[WebSocketRoute]:
