@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "channels",
     "secure_ws",
+    "secure_ws.contrib.files",
     "project.filebox",
 ]
 
@@ -188,12 +189,12 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     # Login-session id ("sid") in refresh tokens, copied into their access tokens, so that
     # logging out (blacklisting the refresh token) closes that session's WebSockets.
-    "TOKEN_OBTAIN_SERIALIZER": "secure_ws.sessions.revocation.SessionTokenObtainPairSerializer",
-    "TOKEN_BLACKLIST_SERIALIZER": "secure_ws.sessions.revocation.SessionTokenBlacklistSerializer",
+    "TOKEN_OBTAIN_SERIALIZER": "secure_ws.api.serializers.SessionTokenObtainPairSerializer",
+    "TOKEN_BLACKLIST_SERIALIZER": "secure_ws.api.serializers.SessionTokenBlacklistSerializer",
     # A password change revokes every token issued before it (fingerprint claim), and the
     # refresh view checks it too (simplejwt's own refresh serializer does not).
     "CHECK_REVOKE_TOKEN": True,
-    "TOKEN_REFRESH_SERIALIZER": "secure_ws.sessions.revocation.SessionTokenRefreshSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "secure_ws.api.serializers.SessionTokenRefreshSerializer",
 }
 
 _origins = env_list("SECURE_WS_ALLOWED_ORIGINS", [])

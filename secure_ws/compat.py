@@ -48,6 +48,7 @@ MAX_SEND_WRAPPERS = 8
 
 def twisted_reactor() -> Any:
     """The installed Twisted reactor (imports it: call only inside a daphne process)."""
+    # Imported here: importing the reactor installs one, which only daphne may choose.
     from twisted.internet import reactor
 
     return reactor

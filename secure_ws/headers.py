@@ -22,13 +22,14 @@ support as transitional, so :func:`csp_settings` picks the shape for the running
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import django
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
+
+from secure_ws.origins import Origin, parse_origin
 
 #: The Django version from which the built-in ``SECURE_CSP`` is used instead of django-csp.
 BUILTIN_CSP_VERSION = (6, 0)
@@ -41,12 +42,6 @@ SELF = "'self'"
 NONE = "'none'"
 
 _WS_SCHEME = {"https": "wss", "http": "ws", "wss": "wss", "ws": "ws"}
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_ORIGIN_RE = re.compile(
-    r"(?P<scheme>https?|wss?)://"
-    r"(?P<host>(?:\*\.)?[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-)
 
 
 class _Nonce:
@@ -67,14 +62,10 @@ def uses_builtin_csp(version: tuple[int, ...] | None = None) -> bool:
 
 def _websocket_origin(origin: str) -> str | None:
     """Map ``https://host[:port]`` to ``wss://host[:port]`` (``http`` to ``ws``)."""
-    match = _ORIGIN_RE.fullmatch(origin.strip().rstrip("/").lower())
-    if match is None:
+    parsed = parse_origin(origin.strip().rstrip("/"), allow_wildcard=True)
+    if parsed is None or parsed.scheme not in _WS_SCHEME:
         return None
-    scheme = _WS_SCHEME[match["scheme"]]
-    port = match["port"]
-    if port is not None and int(port) == _DEFAULT_PORTS[scheme]:
-        port = None
-    return f"{scheme}://{match['host']}" + (f":{port}" if port else "")
+    return str(Origin(_WS_SCHEME[parsed.scheme], parsed.host, parsed.port))
 
 
 def _host_sources(allowed_hosts: Iterable[str], *, tls_required: bool) -> list[str]:
@@ -171,6 +162,7 @@ def django_csp_config(
     Raises:
         ImproperlyConfigured: django-csp (the ``[csp]`` extra) is not installed.
     """
+    # Imported here: django-csp is only needed on Django 5.2 (6.x has SECURE_CSP).
     try:
         from csp.constants import NONCE as CSP_NONCE
     except ImportError as exc:  # optional: only Django < 6 needs it
@@ -196,6 +188,7 @@ def secure_csp(
     Raises:
         ImportError: on a Django without built-in CSP (before 6.0).
     """
+    # Imported here: django.utils.csp exists from Django 6.0 only.
     from django.utils.csp import CSP  # type: ignore[import-not-found,unused-ignore]
 
     directives = _directives(secure_ws, allowed_hosts, csrf_trusted_origins, debug, extra)

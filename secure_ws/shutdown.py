@@ -16,10 +16,12 @@ tests no Twisted reactor is installed and :func:`install_daphne_shutdown` does n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
 
+from secure_ws.audit.writer import get_writer
 from secure_ws.codes import CloseCode
 from secure_ws.compat import daphne_servers, twisted_reactor
 
@@ -82,6 +84,7 @@ def _close_and_wait() -> Any:
     buffered, so the "before" phase waits for the closing handshakes to finish, at most
     :data:`CLOSE_WAIT_SECONDS`.
     """
+    # Twisted is daphne's: imported only when daphne runs this (not a dependency otherwise).
     from twisted.internet import defer, task
 
     protocols = close_daphne_websockets()
@@ -104,6 +107,7 @@ def _close_and_wait() -> Any:
 
 def _flush_audit_in_thread() -> Any:
     """Flush the audit writer in a worker thread (Django's ORM refuses the event loop's)."""
+    # Twisted is daphne's: imported only when daphne runs this.
     from twisted.internet import threads
 
     deferred = threads.deferToThread(flush_audit)
@@ -113,8 +117,6 @@ def _flush_audit_in_thread() -> Any:
 
 def flush_audit() -> bool:
     """Write every buffered audit record now; ``False`` if the database failed."""
-    from secure_ws.audit.writer import get_writer
-
     try:
         return get_writer().flush()
     except Exception:
@@ -133,8 +135,6 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     ``ProtocolTypeRouter`` and run uvicorn with ``--lifespan on`` (docs/deploy.md). daphne
     sends no lifespan events; its flush is the reactor trigger above.
     """
-    import asyncio
-
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

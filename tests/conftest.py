@@ -18,6 +18,8 @@ import pytest
 import redis
 from django.conf import settings
 
+pytest_plugins = ["secure_ws.testing.pytest_plugin"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PASSWORD = "demo-password-123"
 

@@ -1,8 +1,8 @@
-"""Build consumer scopes the way the secure_ws gate does, and read frames back.
+"""This suite's consumer-test helpers, on top of :mod:`secure_ws.testing`.
 
-``WebsocketCommunicator`` skips the gate, so these helpers put into the scope exactly what
-the gate would: the Django user, the :class:`~secure_ws.connection.ConnectionInfo`, and the
-subprotocol list with any ``bearer.`` entry already removed (unless a test wants it).
+:class:`~secure_ws.testing.SecureCommunicator` puts into the scope what the gate would; the
+helpers here add the suite's defaults (client address, jti) and frame readers that take a
+plain ``WebsocketCommunicator`` too.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
-from secure_ws.codes import APP_SUBPROTOCOL, AuthMethod, CloseCode, Reason
+from secure_ws.codes import AuthMethod, CloseCode, Reason
 from secure_ws.connection import SCOPE_KEY, ConnectionInfo
+from secure_ws.testing import SecureCommunicator
 
 DEFAULT_PATH = "/ws/test/"
 
@@ -55,15 +56,17 @@ def communicator(
     info: ConnectionInfo | None = None,
     with_gate: bool = True,
     **info_kwargs: Any,
-) -> WebsocketCommunicator:
-    """A communicator whose scope looks like the gate's output for ``user``."""
-    app = consumer.as_asgi() if isinstance(consumer, type) else consumer
-    comm = WebsocketCommunicator(
-        app, path, subprotocols=[APP_SUBPROTOCOL] if subprotocols is None else subprotocols
+) -> SecureCommunicator:
+    """A :class:`~secure_ws.testing.SecureCommunicator` with this suite's ``gate_info``."""
+    comm = SecureCommunicator(
+        consumer,
+        path,
+        user=user,
+        subprotocols=subprotocols,
+        info=info or gate_info(user, path=path, **info_kwargs),
     )
-    comm.scope["user"] = user
-    if with_gate:
-        comm.scope[SCOPE_KEY] = info or gate_info(user, path=path, **info_kwargs)
+    if not with_gate:
+        del comm.scope[SCOPE_KEY]
     comm.scope["client"] = ("127.0.0.1", 50000)
     return comm
 

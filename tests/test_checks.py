@@ -40,7 +40,9 @@ def test_every_check_is_registered() -> None:
     from django.core.checks.registry import registry
 
     registered = registry.get_checks(include_deployment_checks=True)
-    ours = {check.__name__ for check in registered if check.__module__ == "secure_ws.checks"}
+    ours = {
+        check.__name__ for check in registered if check.__module__.startswith("secure_ws.checks.")
+    }
     assert ours == {
         name
         for name in dir(checks)

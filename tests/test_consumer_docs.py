@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import pytest
 
 from secure_ws.codes import ErrorCode
 from secure_ws.state import close_redis
-from tests.consumer_helpers import communicator, receive_frame, request, unsaved_user
+from secure_ws.testing import SecureCommunicator
+from tests.consumer_helpers import unsaved_user
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "consumers.md"
 
@@ -48,23 +49,23 @@ def test_the_example_is_about_twenty_lines() -> None:
     assert len(code_lines) <= 22
 
 
-async def test_the_pasted_example_serves_a_chat_room(example: Any) -> None:
+async def test_the_pasted_example_serves_a_chat_room(
+    example: Any, secure_ws_communicator: Callable[..., SecureCommunicator]
+) -> None:
     consumer = example.ChatConsumer
-    alice = communicator(consumer, unsaved_user(pk=9101, username="alice"))
-    bob = communicator(consumer, unsaved_user(pk=9102, username="bob"))
+    alice = secure_ws_communicator(consumer, user=unsaved_user(pk=9101, username="alice"))
+    bob = secure_ws_communicator(consumer, user=unsaved_user(pk=9102, username="bob"))
     assert (await alice.connect())[0]
     assert (await bob.connect())[0]
     say = {"type": "say", "id": "1", "payload": {"room": "lobby", "text": "hi"}}
-    frames = [await request(alice, say), await receive_frame(alice)]
+    frames = [await alice.request(say), await alice.receive_frame()]
     assert {"type": "ack", "id": "1", "payload": {}} in frames
     assert {"type": "line", "payload": {"user": "alice", "text": "hi"}} in frames
-    await request(bob, {"type": "say", "payload": {"room": "lobby", "text": "hello"}})
-    assert await receive_frame(alice) == {
+    await bob.request({"type": "say", "payload": {"room": "lobby", "text": "hello"}})
+    assert await alice.receive_frame() == {
         "type": "line",
         "payload": {"user": "bob", "text": "hello"},
     }
-    bad = await request(alice, {"type": "say", "payload": {"room": "Lobby!", "text": ""}})
+    bad = await alice.request({"type": "say", "payload": {"room": "Lobby!", "text": ""}})
     assert bad["payload"]["code"] == ErrorCode.INVALID_MESSAGE
     assert consumer.message_rate == 5.0
-    await alice.disconnect()
-    await bob.disconnect()

@@ -78,7 +78,11 @@ import secure_ws
 
 imported, failed = [], {}
 for module in pkgutil.walk_packages(secure_ws.__path__, "secure_ws."):
-    if module.name.startswith(("secure_ws.probe", "secure_ws.management.commands.ws_probe")):
+    # The probe needs [probe]; secure_ws.testing builds on channels.testing, which imports
+    # daphne (the [daphne] extra): both are test/CLI tools, not the core.
+    if module.name.startswith(
+        ("secure_ws.probe", "secure_ws.management.commands.ws_probe", "secure_ws.testing")
+    ):
         continue
     try:
         importlib.import_module(module.name)

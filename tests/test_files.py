@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from project.filebox.models import Folder, StoredFile
 from secure_ws.codes import ErrorCode
+from secure_ws.consumer import fanout
 from secure_ws.contrib.files import events
 from secure_ws.contrib.files.consumer import FileEventConsumer
 from secure_ws.contrib.files.events import (
@@ -361,7 +362,7 @@ async def test_drops_to_full_channels_are_counted_logged_and_audited(
         def security_event(self, info: Any, kind: str, detail: str) -> None:
             recorded.append((kind, detail))
 
-    monkeypatch.setattr(events, "get_audit_sink", lambda: Sink())
+    monkeypatch.setattr(fanout, "get_audit_sink", lambda: Sink())
     layers = {
         "default": {
             **settings.CHANNEL_LAYERS["default"],
@@ -372,12 +373,12 @@ async def test_drops_to_full_channels_are_counted_logged_and_audited(
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(folder_group("full"), channel)
-        before = events.dropped_deliveries.total
-        with caplog.at_level(logging.WARNING, logger="secure_ws.events"):
+        before = fanout.dropped_deliveries.total
+        with caplog.at_level(logging.WARNING, logger="secure_ws.fanout"):
             for _ in range(3):
                 await apublish_file_event("full", FileDeleted(file_id=uuid.uuid4()))
-        assert events.dropped_deliveries.total - before == 2
-        assert events.dropped_deliveries.by_group[folder_group("full")] >= 2
+        assert fanout.dropped_deliveries.total - before == 2
+        assert fanout.dropped_deliveries.by_group[folder_group("full")] >= 2
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 2
         assert "folder full seq" in warnings[0].getMessage()

@@ -221,3 +221,15 @@ def test_demo_page_scripts_carry_the_nonce_of_its_header(db: None) -> None:
     assert len(nonces) == 1
     policy = response.headers["Content-Security-Policy"]
     assert f"'nonce-{nonces.pop()}'" in directive(policy, "script-src")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["https://a..b.example", "https://x.example:99999", "https://x.example:0"],
+)
+def test_csp_sources_and_the_gate_parse_origins_alike(entry: str) -> None:
+    """An entry the gate ignores (W004) must not become a CSP ``connect-src`` either."""
+    from secure_ws.gate.origin import parse_origin
+
+    assert parse_origin(entry.strip().rstrip("/"), allow_wildcard=True) is None
+    assert websocket_sources([entry, "https://good.example"]) == ["wss://good.example"]

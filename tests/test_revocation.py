@@ -170,7 +170,7 @@ async def test_deactivation_or_password_change_kicks_the_user_everywhere(
     kicked = await watch(user_id=alice.pk)
     spared = await watch(user_id=bob.pk)
     try:
-        with mock.patch("secure_ws.gate.userstate.invalidate_user_sync") as invalidate:
+        with mock.patch("secure_ws.sessions.revocation.invalidate_user_sync") as invalidate:
 
             def apply() -> None:
                 if change == "deactivate":

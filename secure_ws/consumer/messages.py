@@ -13,8 +13,12 @@ finite numbers only), after two cheap guards that pydantic does not give us: nes
 and the ``NaN``/``Infinity`` literals that Python's JSON accepts and RFC 8259 does not.
 Only declared types ever reach a handler, so a client cannot name an internal method.
 
+The envelope and the protocol's own payload schemas live in
+:mod:`secure_ws.consumer.schemas` (re-exported here, where consumers import them from).
+
 Every failure becomes a :class:`~secure_ws.exceptions.MessageRejected` whose ``errors``
-hold ``loc``/``msg``/``type`` only: never the client's input, which could be markup.
+hold ``loc``/``msg``/``type`` only (:mod:`secure_ws.consumer.field_errors`): never the
+client's input, which could be markup.
 """
 
 from __future__ import annotations
@@ -23,109 +27,65 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union, cast
+from typing import Annotated, Any, Literal, TypeVar, Union, cast
 
 import pydantic_core
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
-    SecretStr,
-    StringConstraints,
     TypeAdapter,
     ValidationError,
     create_model,
 )
 
 from secure_ws.codes import ErrorCode
+from secure_ws.consumer.field_errors import MAX_REPORTED_ERRORS, field_errors
 from secure_ws.consumer.permissions import BasePermission
+from secure_ws.consumer.schemas import (
+    MAX_CLIENT_ID_CHARS,
+    MAX_REFRESH_TOKEN_CHARS,
+    STRICT_CONFIG,
+    AckPayload,
+    AuthExpiringPayload,
+    AuthRefreshPayload,
+    ClientId,
+    ClientMessage,
+    EmptyPayload,
+    ErrorPayload,
+    FieldError,
+    Schema,
+)
 from secure_ws.exceptions import MessageRejected
 
-#: Longest client ``id`` the server accepts and echoes.
-MAX_CLIENT_ID_CHARS = 64
+__all__ = [
+    "MAX_CLIENT_ID_CHARS",
+    "MAX_REFRESH_TOKEN_CHARS",
+    "MAX_REPORTED_ERRORS",
+    "MAX_TYPE_CHARS",
+    "STRICT_CONFIG",
+    "AckPayload",
+    "AuthExpiringPayload",
+    "AuthRefreshPayload",
+    "ClientId",
+    "ClientMessage",
+    "EmptyPayload",
+    "ErrorPayload",
+    "FieldError",
+    "FrameRejected",
+    "MessageRegistry",
+    "MessageSpec",
+    "Schema",
+    "extract_client_id",
+    "field_errors",
+    "handler_name_for",
+    "json_depth_exceeds",
+    "message_handler",
+]
+
 #: Longest message ``type`` name.
 MAX_TYPE_CHARS = 64
-#: At most this many field errors are returned in one ``invalid_message`` reply.
-MAX_REPORTED_ERRORS = 10
 
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
-_SAFE_LOC_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-#: The model configuration every envelope and payload schema uses.
-STRICT_CONFIG = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
-
-ClientId = Annotated[str, StringConstraints(max_length=MAX_CLIENT_ID_CHARS)]
-
-
-class Schema(BaseModel):
-    """Base class for payload schemas: strict types, no extra keys, finite numbers only."""
-
-    model_config = STRICT_CONFIG
-
-
-class EmptyPayload(Schema):
-    """A payload with no fields (``{}``, or omitted)."""
-
-
-PayloadT = TypeVar("PayloadT", bound=BaseModel)
-
-
-class ClientMessage(BaseModel, Generic[PayloadT]):
-    """A validated client message: ``{"type", "id"?, "payload"}``."""
-
-    model_config = STRICT_CONFIG
-
-    type: str
-    id: ClientId | None = None
-    payload: PayloadT
-
-
-class ServerMessage(BaseModel, Generic[PayloadT]):
-    """A server message: ``{"type", "id"?, "payload"}`` (documentation and tests only)."""
-
-    model_config = STRICT_CONFIG
-
-    type: str
-    id: ClientId | None = None
-    payload: PayloadT
-
-
-class FieldError(Schema):
-    """One field-level validation error: where, what and which kind, never the input."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ErrorPayload(Schema):
-    """Payload of an ``error`` frame."""
-
-    code: str
-    detail: str = ""
-    errors: list[FieldError] | None = None
-
-
-class AckPayload(Schema):
-    """Payload of an ``ack`` frame (free-form, set by the handler)."""
-
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-
-
-#: Longest access token ``auth.refresh`` accepts (the gate's ``MAX_CREDENTIAL_BYTES`` default).
-MAX_REFRESH_TOKEN_CHARS = 4096
-
-
-class AuthRefreshPayload(Schema):
-    """Payload of ``auth.refresh``: a new access token (hidden from reprs and logs)."""
-
-    token: Annotated[SecretStr, Field(min_length=1, max_length=MAX_REFRESH_TOKEN_CHARS)]
-
-
-class AuthExpiringPayload(Schema):
-    """Payload of ``auth.expiring``: seconds until the connection's token expires."""
-
-    expires_in: float
 
 
 class FrameRejected(MessageRejected):
@@ -261,74 +221,6 @@ def json_depth_exceeds(text: str, max_depth: int) -> bool:
         elif char in "}]":
             depth -= 1
     return False
-
-
-#: Messages for error types whose pydantic text could quote the input.
-_FIXED_MESSAGES = {
-    "uuid_parsing": "Input should be a valid UUID",
-    "uuid_type": "Input should be a valid UUID string",
-    "union_tag_invalid": "Unknown message type",
-    "union_tag_not_found": "Field required",
-}
-#: Error types whose pydantic message only names limits and expected values.
-_SAFE_MESSAGE_TYPES = frozenset(
-    {
-        "missing",
-        "extra_forbidden",
-        "string_type",
-        "int_type",
-        "float_type",
-        "bool_type",
-        "dict_type",
-        "list_type",
-        "model_type",
-        "model_attributes_type",
-        "string_too_long",
-        "string_too_short",
-        "too_long",
-        "too_short",
-        "greater_than",
-        "greater_than_equal",
-        "less_than",
-        "less_than_equal",
-        "multiple_of",
-        "literal_error",
-        "finite_number",
-        "string_pattern_mismatch",
-        "int_from_float",
-        "value_error",
-        "none_required",
-        "int_parsing_size",
-    }
-)
-_MAX_ERROR_MESSAGE_CHARS = 200
-
-
-def _safe_loc(loc: tuple[int | str, ...]) -> list[str | int]:
-    # A dict key in ``loc`` (e.g. an extra key) is client input: keep identifiers only.
-    return [
-        part if isinstance(part, int) or _SAFE_LOC_PART.match(part) else "<key>" for part in loc
-    ]
-
-
-def field_errors(exc: ValidationError, *, drop_tag: bool = True) -> list[dict[str, object]]:
-    """Turn a pydantic error into ``loc``/``msg``/``type`` dicts that never echo input."""
-    errors: list[dict[str, object]] = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        kind = error["type"]
-        loc = tuple(error["loc"])
-        if drop_tag and loc:
-            loc = loc[1:]  # the discriminated union prefixes the matched type name
-        if kind in _FIXED_MESSAGES:
-            msg = _FIXED_MESSAGES[kind]
-        elif kind in _SAFE_MESSAGE_TYPES:
-            msg = error["msg"][:_MAX_ERROR_MESSAGE_CHARS]
-        else:
-            msg = "Invalid value"
-        errors.append({"loc": _safe_loc(loc), "msg": msg, "type": kind})
-        if len(errors) >= MAX_REPORTED_ERRORS:
-            break
-    return errors
 
 
 def extract_client_id(text: str) -> str | None:

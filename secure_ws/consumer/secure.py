@@ -32,6 +32,7 @@ from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import SCOPE_KEY, ConnectionInfo, get_connection_info
 from secure_ws.consumer.audited import AuditedConsumer
+from secure_ws.consumer.fanout import install_drop_monitor
 from secure_ws.consumer.limits import SETTING_LIMITS, ConnectionLimits, shared_limits
 from secure_ws.consumer.messages import (
     AckPayload,
@@ -47,7 +48,6 @@ from secure_ws.consumer.messages import (
 )
 from secure_ws.consumer.permissions import BasePermission, IsAuthenticated
 from secure_ws.consumer.traffic import VIOLATION_CODES, ConnectionTraffic
-from secure_ws.contrib.files.events import install_drop_monitor
 from secure_ws.exceptions import BackendUnavailable, MessageRejected, Refused
 from secure_ws.gate.refusal import refuse
 from secure_ws.sessions.pubsub import ensure_subscribed

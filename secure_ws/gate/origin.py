@@ -19,7 +19,6 @@ records it, and the credentials step accepts such a connection only with an
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,56 +33,20 @@ from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
 from secure_ws.gate.handshake import get_headers
 from secure_ws.gate.transport import host_is_allowed
+from secure_ws.origins import Origin, parse_origin
+
+__all__ = [
+    "ORIGIN_MISSING_KEY",
+    "Origin",
+    "OriginMiddleware",
+    "OriginPolicy",
+    "default_policy",
+    "origin_is_missing",
+    "parse_origin",
+]
 
 #: Scope flag the credentials step reads: the handshake carried no Origin header.
 ORIGIN_MISSING_KEY = "secure_ws.origin_missing"
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_ORIGIN_RE = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]{0,15})://"
-    r"(?P<host>(?:\*\.)?[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-)
-
-
-@dataclass(frozen=True)
-class Origin:
-    """A parsed origin: scheme, lower-case host and explicit port."""
-
-    scheme: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        if _DEFAULT_PORTS.get(self.scheme) == self.port:
-            return f"{self.scheme}://{self.host}"
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-
-def parse_origin(value: str, *, allow_wildcard: bool = False) -> Origin | None:
-    """Parse ``scheme://host[:port]`` strictly; return ``None`` for anything else.
-
-    No path, query, userinfo, whitespace, non-ASCII or out-of-range port is accepted, so
-    an attacker cannot make two different strings compare equal after parsing.
-    """
-    match = _ORIGIN_RE.fullmatch(value.lower()) if len(value) <= 300 else None
-    if match is None or value != value.strip():
-        return None
-    scheme, host, port_text = match["scheme"], match["host"], match["port"]
-    if host.startswith("*.") and not allow_wildcard:
-        return None
-    if ".." in host:
-        return None
-    if port_text is None:
-        port = _DEFAULT_PORTS.get(scheme)
-        if port is None:
-            return None
-    else:
-        port = int(port_text)
-        if not 0 < port <= 65535:
-            return None
-    return Origin(scheme, host, port)
-
 
 @dataclass(frozen=True)
 class OriginPolicy:

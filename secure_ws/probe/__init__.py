@@ -19,8 +19,8 @@ except ImportError as exc:  # the [probe] extra is optional: say how to get it
         "the WebSocket probe needs the websockets package: pip install 'django-secure-ws[probe]'"
     ) from exc
 
+from secure_ws.probe.catalog import all_checks, select_checks
 from secure_ws.probe.model import Check, CheckResult, ProbeConfig, Verdict
-from secure_ws.probe.registry import all_checks, select_checks
 from secure_ws.probe.runner import ProbeRun, exit_code, run_checks, run_probe
 
 __all__ = [

@@ -14,7 +14,8 @@ import urllib.parse
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from secure_ws.probe.checks_handshake import A04, Result, _baseline_needed, _is_loopback
+from secure_ws.probe.checks_common import A04, Result, baseline_needed
+from secure_ws.probe.checks_handshake import _is_loopback
 from secure_ws.probe.checks_messages import ping
 from secure_ws.probe.model import Verdict
 from secure_ws.probe.registry import check
@@ -31,7 +32,7 @@ LIMIT_CLOSES = frozenset({1008, 4008, 1013, 4013, 4429})
     A04,
 )
 async def limits_idle(session: ProbeSession) -> Result:
-    skip = await _baseline_needed(session)
+    skip = await baseline_needed(session)
     if skip:
         return skip
     wait = session.config.wait
@@ -98,7 +99,7 @@ async def limits_slow_handshake(session: ProbeSession) -> Result:
     A04,
 )
 async def limits_message_flood(session: ProbeSession) -> Result:
-    skip = await _baseline_needed(session)
+    skip = await baseline_needed(session)
     if skip:
         return skip
     count = session.config.flood_messages
@@ -152,7 +153,7 @@ async def limits_message_flood(session: ProbeSession) -> Result:
     A04,
 )
 async def limits_connection_flood(session: ProbeSession) -> Result:
-    skip = await _baseline_needed(session)
+    skip = await baseline_needed(session)
     if skip:
         return skip
     count = session.config.flood_connections

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from websockets.exceptions import ConnectionClosed
 
-from secure_ws.probe.checks_handshake import A04, A05, Result, _baseline_needed
+from secure_ws.probe.checks_common import A04, A05, Result, baseline_needed
 from secure_ws.probe.model import Verdict
 from secure_ws.probe.registry import OWASP_WS, check
 from secure_ws.probe.session import (
@@ -50,7 +50,7 @@ async def send_hostile(
     session: ProbeSession, data: str | bytes | Sequence[str], what: str
 ) -> Result:
     """Send one hostile message on a fresh authenticated connection and judge the answer."""
-    skip = await _baseline_needed(session)
+    skip = await baseline_needed(session)
     if skip:
         return skip
     sent = data if isinstance(data, (str, bytes)) else "".join(data)
@@ -226,7 +226,7 @@ async def messages_internal_type(session: ProbeSession) -> Result:
     INPUT,
 )
 async def messages_error_reflection(session: ProbeSession) -> Result:
-    skip = await _baseline_needed(session)
+    skip = await baseline_needed(session)
     if skip:
         return skip
     bait = f"<script>{MARKER}</script>"

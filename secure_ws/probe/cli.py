@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from secure_ws.probe.catalog import all_checks, select_checks
 from secure_ws.probe.model import Check, CheckResult, ProbeConfig
-from secure_ws.probe.registry import all_checks, select_checks
 from secure_ws.probe.report import table, to_json, to_junit
 from secure_ws.probe.runner import exit_code, run_probe
 

@@ -6,7 +6,8 @@ the registry drift apart.
 
 from __future__ import annotations
 
-from secure_ws.probe.registry import GROUPS, all_checks
+from secure_ws.probe.catalog import all_checks
+from secure_ws.probe.registry import GROUPS
 
 BEGIN = "<!-- BEGIN GENERATED CHECKS: python -m secure_ws.probe.docs -->"
 END = "<!-- END GENERATED CHECKS -->"

@@ -5,6 +5,7 @@ Nothing here imports Django, so the scanner runs against any WebSocket endpoint.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -109,8 +110,6 @@ class ProbeConfig:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Return ``text`` as one line with every secret (and JWT-looking string) replaced."""
-    import re
-
     for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     # Tokens the probe forged itself, or the server handed back, are secrets too.

@@ -1,13 +1,12 @@
 """The check registry: every check's id, group, title, rationale and OWASP reference.
 
 Checks register themselves with :func:`check` when their module is imported;
-:func:`all_checks` imports the check modules and returns them in registration order, which
-is the order they run in (flood and slow checks last, so they cannot disturb the others).
+:mod:`secure_ws.probe.catalog` imports every check module and decides the run order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from secure_ws.probe.model import Check, CheckFunc
 
@@ -29,12 +28,6 @@ GROUPS = (
 )
 
 _REGISTRY: dict[str, Check] = {}
-
-_CHECK_MODULES = (
-    "secure_ws.probe.checks_handshake",
-    "secure_ws.probe.checks_messages",
-    "secure_ws.probe.checks_limits",
-)
 
 
 def check(
@@ -59,34 +52,6 @@ def check(
     return register
 
 
-def all_checks() -> list[Check]:
-    """Return every registered check, in run order."""
-    import importlib
-
-    for module in _CHECK_MODULES:
-        importlib.import_module(module)
+def registered() -> list[Check]:
+    """Every check registered so far, in registration order (see :mod:`secure_ws.probe.catalog`)."""
     return list(_REGISTRY.values())
-
-
-def select_checks(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[Check]:
-    """Return the checks ``--only``/``--skip`` leave, matching ids or id prefixes (``origin.``).
-
-    Raises:
-        ValueError: a pattern that matches no check (a typo would silently test nothing).
-    """
-    checks = all_checks()
-    only, skip = list(only), list(skip)
-
-    def matches(check_id: str, pattern: str) -> bool:
-        return (
-            check_id == pattern
-            or (pattern.endswith(".") and check_id.startswith(pattern))
-            or (check_id.split(".", 1)[0] == pattern)
-        )
-
-    for pattern in [*only, *skip]:
-        if not any(matches(c.id, pattern) for c in checks):
-            raise ValueError(f"no check matches {pattern!r}")
-    if only:
-        checks = [c for c in checks if any(matches(c.id, p) for p in only)]
-    return [c for c in checks if not any(matches(c.id, p) for p in skip)]

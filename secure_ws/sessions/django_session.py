@@ -23,6 +23,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth.signals import user_logged_out
 
 from secure_ws.conf import get_settings
+from secure_ws.sessions.revocation import revoke_session
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ def _revoke_on_logout(sender: Any, request: Any = None, user: Any = None, **kwar
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if not session_key:
         return
-    from secure_ws.sessions.revocation import revoke_session
-
     revoke_session(
         session_credential_id(session_key), getattr(user, "pk", None), ttl=revocation_ttl()
     )

@@ -19,8 +19,8 @@ What triggers it, besides the admin's "Disconnect" action:
   tickets it asked for are kicked, and its pending tickets are refused.
 
 A ticket connection is registered under the credential that asked for the ticket, so all of
-this reaches it too. ``SessionTokenRefreshSerializer`` makes ``/api/token/refresh/`` refuse
-what the gate refuses (a stale password fingerprint, a revoked ``sid``).
+this reaches it too. The simplejwt serializers that issue the ``sid`` claim and revoke it at
+logout live in :mod:`secure_ws.api.serializers`.
 
 Kicks run after the change is committed (``transaction.on_commit``), so a rolled-back
 change kicks nobody and a reconnect never sees the old state. ``QuerySet.update()`` sends no
@@ -29,10 +29,8 @@ signals: call :func:`revoke_user` yourself after bulk changes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -43,18 +41,15 @@ from django.db import DatabaseError, transaction
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rest_framework_simplejwt.serializers import (
-    TokenBlacklistSerializer,
-    TokenObtainPairSerializer,
-    TokenRefreshSerializer,
-)
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from secure_ws.conf import get_settings, register_cache_clearer
 from secure_ws.exceptions import BackendUnavailable
+from secure_ws.gate.userstate import invalidate_user_sync
+from secure_ws.jwt_settings import jwt_settings
+from secure_ws.sessions.models import RevokedSession
 from secure_ws.sessions.pubsub import publish, publish_sync
 from secure_ws.sessions.registry import SessionMessage
+from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +111,6 @@ def revoke_user(user_id: int | str) -> None:
 
     Call it after the change is committed (the signal receivers do).
     """
-    from secure_ws.gate.userstate import invalidate_user_sync
-
     try:
         invalidate_user_sync(user_id)
     except Exception:
@@ -163,83 +156,13 @@ post_save.connect(
 # -- login sessions: the sid claim and logout ----------------------------------------
 
 
-class SessionRefreshToken(RefreshToken):
-    """A refresh token that carries a new login-session id in its ``sid`` claim.
-
-    simplejwt copies refresh claims into the access tokens it mints (``access_token``), and
-    rotation keeps them, so every access token of one login carries the same ``sid``.
-    """
-
-    @classmethod
-    def for_user(cls, user: Any) -> SessionRefreshToken:
-        """Return a refresh token for ``user`` with a fresh ``sid``."""
-        token = super().for_user(user)
-        token[SESSION_CLAIM] = uuid.uuid4().hex
-        return token  # type: ignore[return-value]
-
-
-class SessionTokenObtainPairSerializer(TokenObtainPairSerializer):
-    """``TOKEN_OBTAIN_SERIALIZER`` that issues :class:`SessionRefreshToken` pairs."""
-
-    token_class = SessionRefreshToken
-
-
-class SessionTokenBlacklistSerializer(TokenBlacklistSerializer):
-    """``TOKEN_BLACKLIST_SERIALIZER`` that also revokes the refresh token's login session."""
-
-    def validate(self, attrs: dict[str, Any]) -> dict[Any, Any]:
-        """Blacklist the refresh token, then revoke its ``sid`` (logout)."""
-        refresh = self.token_class(attrs["refresh"])
-        # simplejwt's own serializer tolerates a blacklist app that is not installed.
-        with contextlib.suppress(AttributeError):
-            refresh.blacklist()
-        session_id = refresh.get(SESSION_CLAIM)
-        if isinstance(session_id, str) and session_id and get_settings().REVOKE_ON_LOGOUT:
-            revoke_session(session_id, refresh.get(jwt_settings.USER_ID_CLAIM))
-        return {}
-
-
-class SessionTokenRefreshSerializer(TokenRefreshSerializer):
-    """``TOKEN_REFRESH_SERIALIZER`` that refuses what the gate refuses.
-
-    simplejwt 5.5's ``TokenRefreshSerializer`` checks the signature, expiry, blacklist and
-    ``is_active``, but not ``CHECK_REVOKE_TOKEN``: a refresh token from before a password
-    change would keep minting access tokens. This one also refuses a refresh token whose
-    password fingerprint is stale or whose login session (``sid``) was logged out, with the
-    gate's reason codes, and an unknown user cleanly (simplejwt answers that with a 500).
-    """
-
-    def validate(self, attrs: dict[str, Any]) -> dict[Any, Any]:
-        """Check the refresh token's user, password fingerprint and session, then refresh."""
-        from secure_ws.api.authentication import drf_refusal
-        from secure_ws.exceptions import Refused
-        from secure_ws.gate.tokens import (
-            active_user_sync,
-            check_password_claim,
-            check_session_sync,
-        )
-
-        refresh = self.token_class(attrs["refresh"])
-        user_id = refresh.get(jwt_settings.USER_ID_CLAIM)
-        session_id = refresh.get(SESSION_CLAIM)
-        try:
-            user = active_user_sync(str(user_id))
-            check_password_claim(refresh, user)
-            if isinstance(session_id, str) and session_id:
-                check_session_sync(session_id)
-        except Refused as exc:
-            raise drf_refusal(exc) from None
-        return super().validate(attrs)
-
-
 def _session_ttl() -> int:
-    lifetime: timedelta = jwt_settings.REFRESH_TOKEN_LIFETIME + jwt_settings.ACCESS_TOKEN_LIFETIME
+    jwt = jwt_settings()
+    lifetime: timedelta = jwt.REFRESH_TOKEN_LIFETIME + jwt.ACCESS_TOKEN_LIFETIME
     return max(1, int(lifetime.total_seconds()))
 
 
 def _session_key(session_id: str) -> str:
-    from secure_ws.state import key
-
     return key("revoked_sid", session_id)
 
 
@@ -252,8 +175,6 @@ def revoke_session(session_id: str, user_id: Any = None, ttl: int | None = None)
     database row is written in the caller's transaction; the Redis mark and the kick
     follow the commit.
     """
-    from secure_ws.sessions.models import RevokedSession
-
     seconds = _session_ttl() if ttl is None else max(1, int(ttl))
     expires = timezone.now() + timedelta(seconds=seconds)
     RevokedSession.objects.update_or_create(
@@ -271,8 +192,6 @@ def _as_user_id(user_id: Any) -> int | None:
 
 
 def _after_session_revoked(session_id: str, ttl: int) -> None:
-    from secure_ws.state import get_sync_redis
-
     _session_cache[session_id] = (True, time.monotonic())
     client = get_sync_redis()
     if client is not None:
@@ -287,8 +206,6 @@ def _after_session_revoked(session_id: str, ttl: int) -> None:
 
 
 def _revoked_in_database(session_id: str) -> bool:
-    from secure_ws.sessions.models import RevokedSession
-
     return RevokedSession.objects.filter(
         session_id=session_id, expires_at__gt=timezone.now()
     ).exists()
@@ -304,8 +221,6 @@ async def is_session_revoked(session_id: str) -> bool:
     Raises:
         BackendUnavailable: when Redis or the database cannot answer (fail closed).
     """
-    from secure_ws.state import command_deadline, get_redis
-
     client = get_redis()
     if client is not None:
         try:
@@ -335,8 +250,6 @@ def is_session_revoked_sync(session_id: str) -> bool:
     Raises:
         BackendUnavailable: when Redis or the database cannot answer (fail closed).
     """
-    from secure_ws.state import get_sync_redis
-
     client = get_sync_redis()
     try:
         if client is not None:

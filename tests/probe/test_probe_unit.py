@@ -14,10 +14,11 @@ import pytest
 
 from secure_ws.probe import throttle
 from secure_ws.probe import tokens as jwt
+from secure_ws.probe.catalog import all_checks, select_checks
 from secure_ws.probe.cli import build_parser, config_from_args, execute, public_url
 from secure_ws.probe.docs import BEGIN, END, checks_markdown
 from secure_ws.probe.model import REDACTED, CheckResult, ProbeConfig, Verdict, redact
-from secure_ws.probe.registry import GROUPS, all_checks, select_checks
+from secure_ws.probe.registry import GROUPS
 from secure_ws.probe.report import summary, table, to_json, to_junit
 from secure_ws.probe.runner import exit_code, run_checks
 from tests.conftest import ROOT

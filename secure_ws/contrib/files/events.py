@@ -9,7 +9,7 @@ Use :func:`apublish_file_event` from async code (consumers, async views) and
 Each event gets a per-folder sequence number from one atomic Redis ``INCR`` (shared by
 every process), so a client that sees a gap knows it missed an event and asks for
 ``resync``. channels-redis silently skips a group member whose channel is full (logged at
-INFO only): :class:`OverCapacityMonitor` turns those records into a WARNING, a counter
+INFO only): :mod:`secure_ws.consumer.fanout` turns those records into a WARNING, a counter
 and an audit record, so that no drop goes unnoticed.
 
 The channel-layer event type is fixed here (:data:`FILE_EVENT_LAYER_TYPE`); client data
@@ -18,11 +18,9 @@ only ever travels inside the payload, so no client can pick which consumer metho
 
 from __future__ import annotations
 
-import contextvars
-import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
@@ -30,8 +28,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from pydantic import TypeAdapter, ValidationError
 
-from secure_ws.audit.sink import get_audit_sink
 from secure_ws.connection import ConnectionInfo
+from secure_ws.consumer.fanout import install_drop_monitor, publishing
 from secure_ws.contrib.files.schemas import (
     FileDeleted,
     FileEvent,
@@ -42,8 +40,6 @@ from secure_ws.contrib.files.schemas import (
 )
 from secure_ws.exceptions import BackendUnavailable
 from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
-
-logger = logging.getLogger("secure_ws.events")
 
 #: The channel-layer event type of every file event; ``FileEventConsumer`` handles it in
 #: ``secure_ws_file_event``.
@@ -110,96 +106,6 @@ async def current_sequence(folder: str) -> int:
     return int(value) if value is not None else 0
 
 
-# ---------------------------------------------------------------------- drop monitor
-
-#: The message channels-redis logs when ``group_send`` skips full channels.
-_OVER_CAPACITY_MESSAGE = "%s of %s channels over capacity in group %s"
-
-
-@dataclass
-class _PublishContext:
-    folder: str
-    seq: int
-    origin: ConnectionInfo | None
-
-
-_publishing: contextvars.ContextVar[_PublishContext | None] = contextvars.ContextVar(
-    "secure_ws_publishing", default=None
-)
-
-
-@dataclass
-class DropCounter:
-    """How many group deliveries channels-redis dropped to full channels, per group."""
-
-    total: int = 0
-    by_group: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, group: str, dropped: int) -> None:
-        """Count ``dropped`` deliveries to ``group``."""
-        with self.lock:
-            self.total += dropped
-            self.by_group[group] = self.by_group.get(group, 0) + dropped
-
-
-#: The process's drop counter (read it in metrics or tests).
-dropped_deliveries = DropCounter()
-
-
-class OverCapacityMonitor(logging.Filter):
-    """Catches channels-redis' INFO "over capacity" record and makes it impossible to miss.
-
-    It counts the drop in :data:`dropped_deliveries`, logs a WARNING naming the group (and
-    the folder and ``seq`` when the drop happened while publishing a file event) and
-    writes an audit security event. The original INFO record is swallowed.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != _OVER_CAPACITY_MESSAGE or not isinstance(record.args, tuple):
-            return True
-        try:
-            dropped, total = int(str(record.args[0])), int(str(record.args[1]))
-            group = str(record.args[2])
-        except (IndexError, ValueError):
-            return True
-        dropped_deliveries.add(group, dropped)
-        context = _publishing.get()
-        detail = f"{dropped} of {total} channels over capacity in group {group}"
-        if context is not None:
-            detail += f" (folder {context.folder} seq {context.seq})"
-        logger.warning("event dropped for full channels: %s", detail)
-        info = context.origin if context is not None and context.origin else None
-        if info is None:
-            info = ConnectionInfo(path=group)
-        try:
-            get_audit_sink().security_event(info, "group_over_capacity", detail)
-        except Exception:
-            logger.exception("audit sink failed while recording a dropped event")
-        return False
-
-
-_monitor = OverCapacityMonitor()
-_monitor_lock = threading.Lock()
-
-
-def install_drop_monitor() -> None:
-    """Attach :class:`OverCapacityMonitor` to channels-redis' logger (idempotent).
-
-    Called by every publish and every accepted connection, so that a dropped revocation
-    (``kick_user``) is as visible as a dropped file event.
-    """
-    channels_logger = logging.getLogger("channels_redis.core")
-    if _monitor in channels_logger.filters and channels_logger.isEnabledFor(logging.INFO):
-        return
-    with _monitor_lock:
-        if _monitor not in channels_logger.filters:
-            channels_logger.addFilter(_monitor)
-        if not channels_logger.isEnabledFor(logging.INFO):
-            # The record is only created at INFO; the filter swallows it after counting.
-            channels_logger.setLevel(logging.INFO)
-
-
 # ---------------------------------------------------------------------- publishing
 
 
@@ -241,16 +147,14 @@ async def _send(
         timestamp=time.time(),
         **event.model_dump(),
     ).model_dump(mode="json", exclude_none=True)
-    token = _publishing.set(_PublishContext(folder, seq, origin))
     try:
-        await layer.group_send(
-            folder_group(folder),
-            {"type": FILE_EVENT_LAYER_TYPE, "event": event_type, "payload": payload},
-        )
+        with publishing(f"folder {folder} seq {seq}", origin):
+            await layer.group_send(
+                folder_group(folder),
+                {"type": FILE_EVENT_LAYER_TYPE, "event": event_type, "payload": payload},
+            )
     except redis.exceptions.RedisError as exc:
         raise BackendUnavailable("channel layer unavailable") from exc
-    finally:
-        _publishing.reset(token)
     return PublishedEvent(type=event_type, folder=folder, seq=seq, payload=payload)
 
 
