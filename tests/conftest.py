@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -30,15 +31,71 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Fail the run (never skip) when PostgreSQL or Redis is not there."""
+#: Fixtures that reach PostgreSQL or Redis (directly or through a server process): a test
+#: marked ``unit`` must use none of them.
+SERVICE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_setup",
+        "live_server",
+        "redis_client",
+        "demo_users",
+        "asgi_server",
+        "daphne_server",
+    }
+)
+
+#: Set once the services a selected test needs were found (after collection): only then
+#: does the session's end clean up Redis.
+_services_needed = pytest.StashKey[bool]()
+
+
+def is_unit(item: pytest.Item) -> bool:
+    """Whether ``item`` is a pure unit test: marked ``unit``, it needs no PostgreSQL or Redis."""
+    return item.get_closest_marker("unit") is not None
+
+
+def required_services() -> list[tuple[str, str, int]]:
+    """The services the integration tests use, as the test settings configure them."""
+    db = settings.DATABASES["default"]
+    redis_url = urlsplit(settings.REDIS_URL or "redis://127.0.0.1:6379")
+    return [
+        ("PostgreSQL", str(db.get("HOST") or "127.0.0.1"), int(db.get("PORT") or 5432)),
+        ("Redis", redis_url.hostname or "127.0.0.1", redis_url.port or 6379),
+    ]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail the run (never skip) when a selected test needs PostgreSQL or Redis and one is away.
+
+    A run that selects only ``unit`` tests (``pytest -m unit``) needs neither and starts
+    without them; any other selection, the full suite first of all, checks them first.
+    """
+    misplaced = [
+        item.nodeid
+        for item in session.items
+        if is_unit(item)
+        and (SERVICE_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("django_db"))
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests marked unit use PostgreSQL or Redis fixtures: " + ", ".join(misplaced)
+        )
+    if all(is_unit(item) for item in session.items):
+        return
     missing = [
-        name
-        for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
-        if not _reachable("127.0.0.1", port)
+        f"{name} ({host}:{port})"
+        for name, host, port in required_services()
+        if not _reachable(host, port)
     ]
     if missing:
-        pytest.exit(f"required services are not reachable: {', '.join(missing)}", returncode=3)
+        pytest.exit(
+            f"required services are not reachable: {', '.join(missing)}. The selected tests "
+            "need them (only `pytest -m unit` runs without them).",
+            returncode=3,
+        )
+    session.config.stash[_services_needed] = True
 
 
 #: The shape of the per-run prefix that tests/settings.py generates; only such a prefix is
@@ -69,7 +126,7 @@ def delete_run_keys(client: redis.Redis, prefix: str) -> int:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Delete this run's Redis keys (``folder_seq``, caps, tickets, ...) when the run ends."""
-    if not settings.configured:
+    if not settings.configured or not session.config.stash.get(_services_needed, False):
         return
     prefix = str(getattr(settings, "SECURE_WS", {}).get("KEY_PREFIX", ""))
     redis_url = getattr(settings, "REDIS_URL", None)

@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason, private_close_code
+from tests.waiting import async_wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.servers, pytest.mark.usefixtures("demo_users")]
 
@@ -152,7 +153,8 @@ async def test_ticket_works_once_and_only_once(
         report = await report_of(conn)
     assert (report["username"], report["auth_method"]) == ("carol", "ticket")
     assert await refused_status(server, f"{PATH}?ticket={ticket}") == 403
-    await asyncio.sleep(0.2)
+    # The refusal's log line comes after everything the server logs about the handshake.
+    await async_wait_until(lambda: "reason=" in server.log(), message="the refusal log line")
     assert ticket not in server.log()
 
 
@@ -284,8 +286,15 @@ async def test_two_server_processes_share_one_user_cap(
     assert await refused_status(second, subprotocols=bearer(token), origin=second.origin) == 403
     assert f"reason={Reason.USER_CONNECTION_LIMIT.value}" in first.log()
     await held[0].close()
-    await asyncio.sleep(0.5)  # the server releases the slot when its consumer returns
-    async with await open_ws(second, subprotocols=bearer(token), origin=second.origin) as conn:
+
+    async def slot_released() -> ClientConnection | None:
+        # The server releases the slot when its consumer returns, shortly after the close.
+        try:
+            return await open_ws(second, subprotocols=bearer(token), origin=second.origin)
+        except InvalidStatus:
+            return None
+
+    async with await async_wait_until(slot_released, message="the slot's release") as conn:
         assert (await report_of(conn))["username"] == "alice"
     await held[1].close()
 
@@ -337,7 +346,9 @@ async def test_close_mode_refusal_sends_the_reason_then_a_sendable_code(
         frame, code = await refusal_frame_and_close(conn)
     assert frame == {"type": "error", "payload": {"code": reason.value}}
     assert code == close_code
-    await asyncio.sleep(0.2)
+    await async_wait_until(
+        lambda: f"reason={reason.value}" in close_mode_server.log(), message="the refusal log line"
+    )
     log = close_mode_server.log()
     assert f"reason={reason.value}" in log
     assert "Traceback" not in log
