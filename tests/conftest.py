@@ -76,7 +76,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         item.nodeid
         for item in session.items
         if is_unit(item)
-        and (SERVICE_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("django_db"))
+        and (SERVICE_FIXTURES & set(item.fixturenames) or item.get_closest_marker("django_db"))
     ]
     if misplaced:
         raise pytest.UsageError(

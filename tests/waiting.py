@@ -47,7 +47,7 @@ def wait_until(
 
 async def async_wait_until(
     predicate: Callable[[], T | Awaitable[T]],
-    timeout: float = DEADLINE,
+    timeout: float = DEADLINE,  # noqa: ASYNC109 (the same call as wait_until's)
     interval: float = INTERVAL,
     message: str = "condition",
 ) -> T:
