@@ -194,7 +194,13 @@ def _is_str_list(value: object) -> bool:
 def _is_sink_list(value: object) -> bool:
     if not isinstance(value, list | tuple) or not _is_str_list(value):
         return False
-    return set(value) <= set(AUDIT_SINK_NAMES) and len(set(value)) == len(value)
+    distinct = len(set(value)) == len(value)
+    return distinct and all(v in AUDIT_SINK_NAMES or _is_dotted_path(v) for v in value)
+
+
+def _is_dotted_path(value: str) -> bool:
+    parts = value.split(".")
+    return len(parts) > 1 and all(part.isidentifier() for part in parts)
 
 
 def _positive_int(value: object) -> bool:
@@ -292,7 +298,10 @@ _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "MAX_FILE_SIZE": (_positive_int, "a positive int (bytes)"),
     "ALLOWED_CONTENT_TYPES": (_is_str_list, "a list of MIME types"),
     "AUDIT_ENABLED": (_is_bool, "a bool"),
-    "AUDIT_SINKS": (_is_sink_list, f"a list of distinct names from {list(AUDIT_SINK_NAMES)}"),
+    "AUDIT_SINKS": (
+        _is_sink_list,
+        f"a list of distinct names from {list(AUDIT_SINK_NAMES)} or dotted paths to sink classes",
+    ),
     "AUDIT_BUFFER_SIZE": (_positive_int, "a positive int"),
     "AUDIT_BATCH_SIZE": (_positive_int, "a positive int"),
     "AUDIT_FLUSH_INTERVAL": (_positive_number, "a positive number of seconds"),
@@ -353,7 +362,16 @@ def build_settings(user_settings: Mapping[str, Any] | None) -> SecureWSSettings:
         raise ImproperlyConfigured("; ".join(p.message for p in problems))
     merged = {**DEFAULTS, **(user_settings or {})}
     names = {f.name for f in fields(SecureWSSettings)}
-    return SecureWSSettings(**{k: _freeze(v) for k, v in merged.items() if k in names})
+    built = SecureWSSettings(**{k: _freeze(v) for k, v in merged.items() if k in names})
+    custom = [name for name in built.AUDIT_SINKS if name not in AUDIT_SINK_NAMES]
+    if custom:
+        # Imported here, and only for a project's own sink: secure_ws.audit.sinks reads
+        # this module's settings.
+        from secure_ws.audit.sinks import load_sink_class
+
+        for path in custom:
+            load_sink_class(path)
+    return built
 
 
 @lru_cache(maxsize=1)
