@@ -228,6 +228,13 @@ def free_port() -> int:
 #: ``@pytest.mark.servers`` (or a module with it in ``pytestmark``) that uses ``asgi_server``
 #: runs once per server; ``@pytest.mark.servers("uvicorn")`` picks some.
 SERVER_KINDS = ("daphne", "uvicorn")
+#: ``SECURE_WS_TEST_SERVERS=daphne`` runs the ``servers`` tests on those servers only (the
+#: second CI pass: what changes with the Django version is not the ASGI server's part).
+TEST_SERVERS = tuple(
+    kind
+    for kind in os.environ.get("SECURE_WS_TEST_SERVERS", ",".join(SERVER_KINDS)).split(",")
+    if kind
+)
 
 #: uvicorn as deploy/uvicorn.sh runs it, minus the limits (the daphne processes run with
 #: daphne's defaults too): the gate is the only authority for proxy headers
@@ -449,6 +456,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("servers")
     if marker is not None and "server_kind" in metafunc.fixturenames:
         metafunc.parametrize("server_kind", marker.args or SERVER_KINDS, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (never skip) the runs on servers ``SECURE_WS_TEST_SERVERS`` leaves out."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("server_kind") if callspec is not None else None
+        (dropped if kind is not None and kind not in TEST_SERVERS else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
