@@ -10,7 +10,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -318,6 +318,8 @@ class ServerProcess:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     kind: str = "daphne"
+    #: Where :meth:`log` starts reading (bytes): see :meth:`since_now`.
+    log_start: int = 0
 
     @property
     def expect(self) -> ServerTraits:
@@ -337,7 +339,17 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        with self.log_path.open("rb") as log_file:
+            log_file.seek(self.log_start)
+            return log_file.read().decode(errors="replace")
+
+    def since_now(self) -> ServerProcess:
+        """The same process, whose :meth:`log` shows only what is logged from now on.
+
+        A server shared by a module's tests (``shared_asgi_server``) hands each test such a
+        view, so that a test's log assertions see its own lines only.
+        """
+        return replace(self, log_start=self.log_path.stat().st_size)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -454,8 +466,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``server_kind`` for tests marked ``servers`` (the one place to choose)."""
     marker = metafunc.definition.get_closest_marker("servers")
-    if marker is not None and "server_kind" in metafunc.fixturenames:
-        metafunc.parametrize("server_kind", marker.args or SERVER_KINDS, indirect=True)
+    if marker is None:
+        return
+    kinds = marker.args or SERVER_KINDS
+    if "shared_server_kind" in metafunc.fixturenames:
+        # One server per module and kind: the tests are grouped by kind.
+        metafunc.parametrize("shared_server_kind", kinds, indirect=True, scope="module")
+    elif "server_kind" in metafunc.fixturenames:
+        metafunc.parametrize("server_kind", kinds, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -463,8 +481,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        kind = callspec.params.get("server_kind") if callspec is not None else None
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        kind = params.get("server_kind", params.get("shared_server_kind"))
         (dropped if kind is not None and kind not in TEST_SERVERS else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -474,7 +492,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def server_kind(request: pytest.FixtureRequest) -> str:
     """The ASGI server of this test: the ``servers`` marker's parameter, else daphne."""
+    if hasattr(request, "param"):
+        return str(request.param)
+    if "shared_server_kind" in request.fixturenames:
+        return str(request.getfixturevalue("shared_server_kind"))
+    return "daphne"
+
+
+@pytest.fixture(scope="module")
+def shared_server_kind(request: pytest.FixtureRequest) -> str:
+    """The ASGI server of a module's shared servers (``servers`` marker), else daphne."""
     return str(getattr(request, "param", "daphne"))
+
+
+@pytest.fixture(scope="module")
+def shared_asgi_server(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory, shared_server_kind: str
+) -> Iterator[Callable[..., ServerProcess]]:
+    """``asgi_server`` for a whole module: each process starts once per module and kind.
+
+    For tests that only connect to a server and read its log (hand each test
+    ``server.since_now()``); a test that needs a fresh process, its own settings or
+    environment keeps using ``asgi_server``. The processes use the test database, whose
+    rows each test still commits itself (``transactional_db``).
+    """
+    servers: list[ServerProcess] = []
+    yield _server_starter(tmp_path_factory.mktemp("servers"), shared_server_kind, servers)
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason, private_close_code
+from tests.conftest import ServerProcess
 from tests.waiting import async_wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.servers, pytest.mark.usefixtures("demo_users")]
@@ -106,9 +107,16 @@ def ticket_request(server: Any, token: str, origin: str) -> urllib.request.Reque
     )
 
 
+@pytest.fixture(scope="module")
+def gate_server(shared_asgi_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """One gate server per kind for the module: starting one per test was most of its time."""
+    return shared_asgi_server(application=APP, settings_module="tests.e2e.shared_settings")
+
+
 @pytest.fixture
-def server(asgi_server: Callable[..., Any]) -> Any:
-    return asgi_server(application=APP)
+def server(gate_server: ServerProcess, transactional_db: None) -> ServerProcess:
+    """The module's gate server; its ``log()`` shows what this test caused, nothing before."""
+    return gate_server.since_now()
 
 
 async def test_subprotocol_token_is_accepted_with_the_app_subprotocol(
@@ -302,10 +310,17 @@ async def test_two_server_processes_share_one_user_cap(
 # ---------------------------------------------------------------------- REFUSAL_MODE="close"
 
 
+@pytest.fixture(scope="module")
+def shared_close_mode_server(shared_asgi_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """The demo project with ``REFUSAL_MODE = "close"``, one per kind for the module."""
+    return shared_asgi_server(settings_module="tests.e2e.close_mode_settings")
+
+
 @pytest.fixture
-def close_mode_server(asgi_server: Callable[..., Any]) -> Any:
-    """The demo project with ``REFUSAL_MODE = "close"``."""
-    return asgi_server(settings_module="tests.e2e.close_mode_settings")
+def close_mode_server(
+    shared_close_mode_server: ServerProcess, transactional_db: None
+) -> ServerProcess:
+    return shared_close_mode_server.since_now()
 
 
 async def refusal_frame_and_close(conn: ClientConnection) -> tuple[dict[str, Any], int | None]:
