@@ -377,6 +377,10 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) 
     raise RuntimeError(f"server did not listen in time:\n{log_path.read_text(errors='replace')}")
 
 
+#: Ports a server start tries when the one it picked was taken before it could bind.
+PORT_ATTEMPTS = 3
+
+
 def _server_command(
     kind: str,
     port: int,
@@ -428,28 +432,36 @@ def _server_starter(
         kind: str | None = None,
     ) -> ServerProcess:
         server_kind = kind or default_kind
-        port = free_port()
-        log_path = tmp_path / f"{server_kind}-{port}.log"
-        port_origin = f"http://127.0.0.1:{port},http://localhost:{port}"
-        server_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": settings_module,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "SECURE_WS_ALLOWED_ORIGINS": port_origin,
-            "SECURE_WS_REQUIRE_TLS": "0",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        command = _server_command(server_kind, port, application, daphne_args, uvicorn_args)
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = free_port()
+            log_path = tmp_path / f"{server_kind}-{port}.log"
+            port_origin = f"http://127.0.0.1:{port},http://localhost:{port}"
+            server_env = {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": settings_module,
+                "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+                "SECURE_WS_ALLOWED_ORIGINS": port_origin,
+                "SECURE_WS_REQUIRE_TLS": "0",
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            }
+            command = _server_command(server_kind, port, application, daphne_args, uvicorn_args)
+            with log_path.open("wb") as log_file:
+                process = subprocess.Popen(
+                    command, cwd=ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
+                )
+            server = ServerProcess(
+                port=port, process=process, log_path=log_path, env=server_env, kind=server_kind
             )
-        server = ServerProcess(
-            port=port, process=process, log_path=log_path, env=server_env, kind=server_kind
-        )
-        servers.append(server)
-        _wait_for_port(port, process, log_path)
+            servers.append(server)
+            try:
+                _wait_for_port(port, process, log_path)
+            except RuntimeError as exc:
+                # Another program took the free port between free_port() and the bind.
+                if attempt < PORT_ATTEMPTS and "address already in use" in str(exc).lower():
+                    continue
+                raise
+            break
         return server
 
     return start
