@@ -322,10 +322,16 @@ class SecureWSSettings:
     )
     AUDIT_SINKS: tuple[str, ...] = setting(
         ["log", "metrics", "database"],
-        (rule.is_sink_list, f"a list of distinct names from {list(AUDIT_SINK_NAMES)}"), AUDIT,
+        (
+            rule.is_sink_list,
+            f"a list of distinct names from {list(AUDIT_SINK_NAMES)} or dotted paths to sink "
+            "classes",
+        ),
+        AUDIT,
         "Where audit records go: `log` (one JSON line each on the `secure_ws.audit` logger), "
-        "`metrics` (the Prometheus counters), `database` (the admin's rows). Distinct names "
-        "from those three; `[]` records nothing.",
+        "`metrics` (the Prometheus counters), `database` (the admin's rows), or the dotted path "
+        "of your own sink class (see [audit](audit.md#your-own-sink)). Distinct entries; `[]` "
+        "records nothing.",
     )
     AUDIT_BUFFER_SIZE: int = setting(
         10000, rule.POSITIVE, AUDIT,
@@ -403,7 +409,16 @@ def build_settings(user_settings: Mapping[str, Any] | None) -> SecureWSSettings:
         for key, value in (user_settings or {}).items()
     }
     follows = not {"REDIS_URL", "REDIS_HOST"} & set(given)
-    return SecureWSSettings(**given, redis_follows_channel_layer=follows)
+    built = SecureWSSettings(**given, redis_follows_channel_layer=follows)
+    custom = [name for name in built.AUDIT_SINKS if name not in AUDIT_SINK_NAMES]
+    if custom:
+        # Imported here, and only for a project's own sink: secure_ws.audit.sinks reads
+        # this module's settings.
+        from secure_ws.audit.sinks import load_sink_class
+
+        for path in custom:
+            load_sink_class(path)
+    return built
 
 
 @lru_cache(maxsize=1)

@@ -117,7 +117,10 @@ def is_str_list(value: object) -> bool:
 def is_sink_list(value: object) -> bool:
     if not isinstance(value, list | tuple) or not is_str_list(value):
         return False
-    return set(value) <= set(AUDIT_SINK_NAMES) and len(set(value)) == len(value)
+    distinct = len(set(value)) == len(value)
+    return distinct and all(v in AUDIT_SINK_NAMES or is_dotted_path(v) for v in value)
+
+
 
 
 def positive_int(value: object) -> bool:
@@ -175,7 +178,10 @@ def is_non_empty_str(value: object) -> bool:
 
 
 def is_dotted_path(value: object) -> bool:
-    return isinstance(value, str) and "." in value
+    if not isinstance(value, str):
+        return False
+    parts = value.split(".")
+    return len(parts) > 1 and all(part.isidentifier() for part in parts)
 
 
 def is_long_secret(value: object) -> bool:

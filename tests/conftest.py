@@ -10,9 +10,10 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -32,15 +33,71 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Fail the run (never skip) when PostgreSQL or Redis is not there."""
+#: Fixtures that reach PostgreSQL or Redis (directly or through a server process): a test
+#: marked ``unit`` must use none of them.
+SERVICE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_setup",
+        "live_server",
+        "redis_client",
+        "demo_users",
+        "asgi_server",
+        "daphne_server",
+    }
+)
+
+#: Set once the services a selected test needs were found (after collection): only then
+#: does the session's end clean up Redis.
+_services_needed = pytest.StashKey[bool]()
+
+
+def is_unit(item: pytest.Item) -> bool:
+    """Whether ``item`` is a pure unit test: marked ``unit``, it needs no PostgreSQL or Redis."""
+    return item.get_closest_marker("unit") is not None
+
+
+def required_services() -> list[tuple[str, str, int]]:
+    """The services the integration tests use, as the test settings configure them."""
+    db = settings.DATABASES["default"]
+    redis_url = urlsplit(settings.REDIS_URL or "redis://127.0.0.1:6379")
+    return [
+        ("PostgreSQL", str(db.get("HOST") or "127.0.0.1"), int(db.get("PORT") or 5432)),
+        ("Redis", redis_url.hostname or "127.0.0.1", redis_url.port or 6379),
+    ]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail the run (never skip) when a selected test needs PostgreSQL or Redis and one is away.
+
+    A run that selects only ``unit`` tests (``pytest -m unit``) needs neither and starts
+    without them; any other selection, the full suite first of all, checks them first.
+    """
+    misplaced = [
+        item.nodeid
+        for item in session.items
+        if is_unit(item)
+        and (SERVICE_FIXTURES & set(item.fixturenames) or item.get_closest_marker("django_db"))
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests marked unit use PostgreSQL or Redis fixtures: " + ", ".join(misplaced)
+        )
+    if all(is_unit(item) for item in session.items):
+        return
     missing = [
-        name
-        for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
-        if not _reachable("127.0.0.1", port)
+        f"{name} ({host}:{port})"
+        for name, host, port in required_services()
+        if not _reachable(host, port)
     ]
     if missing:
-        pytest.exit(f"required services are not reachable: {', '.join(missing)}", returncode=3)
+        pytest.exit(
+            f"required services are not reachable: {', '.join(missing)}. The selected tests "
+            "need them (only `pytest -m unit` runs without them).",
+            returncode=3,
+        )
+    session.config.stash[_services_needed] = True
 
 
 #: The shape of the per-run prefix that tests/settings.py generates; only such a prefix is
@@ -71,7 +128,7 @@ def delete_run_keys(client: redis.Redis, prefix: str) -> int:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Delete this run's Redis keys (``folder_seq``, caps, tickets, ...) when the run ends."""
-    if not settings.configured:
+    if not settings.configured or not session.config.stash.get(_services_needed, False):
         return
     prefix = str(getattr(settings, "SECURE_WS", {}).get("KEY_PREFIX", ""))
     redis_url = getattr(settings, "REDIS_URL", None)
@@ -173,6 +230,13 @@ def free_port() -> int:
 #: ``@pytest.mark.servers`` (or a module with it in ``pytestmark``) that uses ``asgi_server``
 #: runs once per server; ``@pytest.mark.servers("uvicorn")`` picks some.
 SERVER_KINDS = ("daphne", "uvicorn")
+#: ``SECURE_WS_TEST_SERVERS=daphne`` runs the ``servers`` tests on those servers only (the
+#: second CI pass: what changes with the Django version is not the ASGI server's part).
+TEST_SERVERS = tuple(
+    kind
+    for kind in os.environ.get("SECURE_WS_TEST_SERVERS", ",".join(SERVER_KINDS)).split(",")
+    if kind
+)
 
 #: uvicorn as deploy/uvicorn.sh runs it, minus the limits (the daphne processes run with
 #: daphne's defaults too): the gate is the only authority for proxy headers
@@ -256,6 +320,8 @@ class ServerProcess:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     kind: str = "daphne"
+    #: Where :meth:`log` starts reading (bytes): see :meth:`since_now`.
+    log_start: int = 0
 
     @property
     def expect(self) -> ServerTraits:
@@ -275,7 +341,17 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        with self.log_path.open("rb") as log_file:
+            log_file.seek(self.log_start)
+            return log_file.read().decode(errors="replace")
+
+    def since_now(self) -> ServerProcess:
+        """The same process, whose :meth:`log` shows only what is logged from now on.
+
+        A server shared by a module's tests (``shared_asgi_server``) hands each test such a
+        view, so that a test's log assertions see its own lines only.
+        """
+        return replace(self, log_start=self.log_path.stat().st_size)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -301,6 +377,10 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) 
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"server did not listen in time:\n{log_path.read_text(errors='replace')}")
+
+
+#: Ports a server start tries when the one it picked was taken before it could bind.
+PORT_ATTEMPTS = 3
 
 
 def _server_command(
@@ -354,28 +434,36 @@ def _server_starter(
         kind: str | None = None,
     ) -> ServerProcess:
         server_kind = kind or default_kind
-        port = free_port()
-        log_path = tmp_path / f"{server_kind}-{port}.log"
-        port_origin = f"http://127.0.0.1:{port},http://localhost:{port}"
-        server_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": settings_module,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "SECURE_WS_ALLOWED_ORIGINS": port_origin,
-            "SECURE_WS_REQUIRE_TLS": "0",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        command = _server_command(server_kind, port, application, daphne_args, uvicorn_args)
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = free_port()
+            log_path = tmp_path / f"{server_kind}-{port}.log"
+            port_origin = f"http://127.0.0.1:{port},http://localhost:{port}"
+            server_env = {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": settings_module,
+                "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+                "SECURE_WS_ALLOWED_ORIGINS": port_origin,
+                "SECURE_WS_REQUIRE_TLS": "0",
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            }
+            command = _server_command(server_kind, port, application, daphne_args, uvicorn_args)
+            with log_path.open("wb") as log_file:
+                process = subprocess.Popen(
+                    command, cwd=ROOT, env=server_env, stdout=log_file, stderr=subprocess.STDOUT
+                )
+            server = ServerProcess(
+                port=port, process=process, log_path=log_path, env=server_env, kind=server_kind
             )
-        server = ServerProcess(
-            port=port, process=process, log_path=log_path, env=server_env, kind=server_kind
-        )
-        servers.append(server)
-        _wait_for_port(port, process, log_path)
+            servers.append(server)
+            try:
+                _wait_for_port(port, process, log_path)
+            except RuntimeError as exc:
+                # Another program took the free port between free_port() and the bind.
+                if attempt < PORT_ATTEMPTS and "address already in use" in str(exc).lower():
+                    continue
+                raise
+            break
         return server
 
     return start
@@ -392,14 +480,60 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``server_kind`` for tests marked ``servers`` (the one place to choose)."""
     marker = metafunc.definition.get_closest_marker("servers")
-    if marker is not None and "server_kind" in metafunc.fixturenames:
-        metafunc.parametrize("server_kind", marker.args or SERVER_KINDS, indirect=True)
+    if marker is None:
+        return
+    kinds = marker.args or SERVER_KINDS
+    if "shared_server_kind" in metafunc.fixturenames:
+        # One server per module and kind: the tests are grouped by kind.
+        metafunc.parametrize("shared_server_kind", kinds, indirect=True, scope="module")
+    elif "server_kind" in metafunc.fixturenames:
+        metafunc.parametrize("server_kind", kinds, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (never skip) the runs on servers ``SECURE_WS_TEST_SERVERS`` leaves out."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        kind = params.get("server_kind", params.get("shared_server_kind"))
+        (dropped if kind is not None and kind not in TEST_SERVERS else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
 def server_kind(request: pytest.FixtureRequest) -> str:
     """The ASGI server of this test: the ``servers`` marker's parameter, else daphne."""
+    if hasattr(request, "param"):
+        return str(request.param)
+    if "shared_server_kind" in request.fixturenames:
+        return str(request.getfixturevalue("shared_server_kind"))
+    return "daphne"
+
+
+@pytest.fixture(scope="module")
+def shared_server_kind(request: pytest.FixtureRequest) -> str:
+    """The ASGI server of a module's shared servers (``servers`` marker), else daphne."""
     return str(getattr(request, "param", "daphne"))
+
+
+@pytest.fixture(scope="module")
+def shared_asgi_server(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory, shared_server_kind: str
+) -> Iterator[Callable[..., ServerProcess]]:
+    """``asgi_server`` for a whole module: each process starts once per module and kind.
+
+    For tests that only connect to a server and read its log (hand each test
+    ``server.since_now()``); a test that needs a fresh process, its own settings or
+    environment keeps using ``asgi_server``. The processes use the test database, whose
+    rows each test still commits itself (``transactional_db``).
+    """
+    servers: list[ServerProcess] = []
+    yield _server_starter(tmp_path_factory.mktemp("servers"), shared_server_kind, servers)
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

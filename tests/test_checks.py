@@ -19,6 +19,8 @@ from django.test import modify_settings, override_settings
 from secure_ws import checks
 from secure_ws.headers import csp_middleware, csp_settings, uses_builtin_csp
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = "j" * 48
 MIN_KEY_CHARS = checks.MIN_HMAC_KEY_BYTES

@@ -25,6 +25,8 @@ from secure_ws.compat import (
 )
 from secure_ws.gate.stack import _Progress
 
+pytestmark = pytest.mark.unit
+
 
 class _QuietReactor:
     """Just enough of a reactor for a ``FileDescriptor`` that is never really polled."""

@@ -8,6 +8,8 @@ from django.test import override_settings
 
 from secure_ws.conf import DEFAULTS, build_settings, get_settings, validate
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_build_a_valid_settings_object() -> None:
     built = build_settings({})

@@ -9,6 +9,8 @@ from types import ModuleType
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+pytestmark = pytest.mark.unit
+
 SECRET = "demo-secret-key-" + "k" * 40
 
 

@@ -20,6 +20,8 @@ from secure_ws.logging import (
     redact,
 )
 
+pytestmark = pytest.mark.unit
+
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjoxLCJzaWQiOiJ4In0"
     ".Qk9HVVMtc2lnbmF0dXJlLWJ5dGVzLXRoYXQtYXJlLWxvbmc"

@@ -7,6 +7,8 @@ import pytest
 from secure_ws.connection import ConnectionInfo, get_connection_info
 from secure_ws.logsafe import escape_for_log
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("raw", "escaped"),

@@ -21,6 +21,8 @@ from secure_ws.consumer.messages import (
     message_handler,
 )
 
+pytestmark = pytest.mark.unit
+
 
 class SayPayload(Schema):
     text: Annotated[str, StringConstraints(max_length=20)]

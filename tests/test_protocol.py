@@ -15,6 +15,8 @@ from secure_ws.codes import CloseCode, ErrorCode
 from secure_ws.consumer.protocol import build_asyncapi, endpoints_from_urlpatterns, render_markdown
 from secure_ws.contrib.files.consumer import FileEventConsumer
 
+pytestmark = pytest.mark.unit
+
 PROTOCOL_DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 

@@ -17,6 +17,8 @@ import pytest
 from secure_ws.codes import CloseCode, Reason
 from secure_ws.consumer.timers import ConnectionTimers
 
+pytestmark = pytest.mark.unit
+
 
 class FakeHandle:
     def __init__(self, due: float, callback: Callable[[], object]) -> None:

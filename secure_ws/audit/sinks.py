@@ -4,21 +4,29 @@ Both see every audit call, in order, shortly after it happened (within
 ``AUDIT_FLUSH_INTERVAL``), whatever the database does. The database sink is the other
 kind: it writes batches that :class:`~secure_ws.audit.batcher.AuditBatcher` prepares
 (:mod:`secure_ws.audit.database`). Which sinks run is ``AUDIT_SINKS``
-(:func:`active_sinks`).
+(:func:`active_sinks`); an entry that is a dotted path names a project's own class with the
+four methods of :class:`~secure_ws.audit.sink.AuditSink` (:class:`CustomSink` feeds it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, Protocol
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from secure_ws.audit import metrics
 from secure_ws.audit.records import COUNTER_FIELDS, Entry
+from secure_ws.codes import Reason
 from secure_ws.conf import AUDIT_SINK_NAMES, get_settings
 
 audit_logger = logging.getLogger("secure_ws.audit")
+logger = logging.getLogger(__name__)
 
 #: The names ``AUDIT_SINKS`` may hold.
 SINK_NAMES = AUDIT_SINK_NAMES
@@ -116,7 +124,88 @@ class MetricsSink:
             metrics.AUDIT_WRITE_FAILURES.inc(write_failures)
 
 
+#: The methods a custom sink class must have: those of
+#: :class:`~secure_ws.audit.sink.AuditSink` (a test keeps the two in step).
+AUDIT_SINK_METHODS = (
+    "connection_refused",
+    "connection_opened",
+    "security_event",
+    "connection_closed",
+)
+
+
+def is_custom_sink(name: str) -> bool:
+    """Whether an ``AUDIT_SINKS`` entry is a dotted path to a project's class, not a name."""
+    return name not in SINK_NAMES
+
+
+def load_sink_class(path: str) -> type:
+    """Import the sink class ``path`` names; raise ImproperlyConfigured if it is not one."""
+    where = f"SECURE_WS['AUDIT_SINKS'] entry {path!r}"
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{where} cannot be imported: {exc}") from exc
+    if not isinstance(cls, type):
+        raise ImproperlyConfigured(f"{where} is not a class; see docs/audit.md.")
+    missing = [m for m in AUDIT_SINK_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ImproperlyConfigured(
+            f"{where} is not an audit sink: it lacks {', '.join(missing)}; see docs/audit.md."
+        )
+    return cls
+
+
+class CustomSink:
+    """Feeds a project's sink (``AUDIT_SINKS`` entry that is a dotted path) in the flusher.
+
+    The project's class has the four methods of :class:`~secure_ws.audit.sink.AuditSink`
+    and is called with the same arguments the gate and consumer passed, from the flusher
+    thread, never from the event loop: it may do I/O, at the cost of delaying the flush.
+    A record that makes it raise is logged and skipped; the next ones are still delivered.
+    """
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def emit(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            try:
+                self._deliver(entry)
+            except Exception:
+                logger.exception(
+                    "audit sink %s failed on a %s record", type(self.target).__name__, entry[0]
+                )
+
+    def _deliver(self, entry: Entry) -> None:
+        kind, _, info, arguments = entry
+        if kind == "refuse":
+            self.target.connection_refused(info, Reason(arguments))
+        elif kind == "open":
+            self.target.connection_opened(info)
+        elif kind == "event":
+            self.target.security_event(info, *arguments)
+        else:
+            # The counters as they were at the close (the info object lives on).
+            close_code, counters, _, _ = arguments
+            final = dataclasses.replace(info, **dict(zip(COUNTER_FIELDS, counters, strict=True)))
+            self.target.connection_closed(final, close_code)
+
+    def report(self, *, depth: int, lost: Mapping[str, int], write_failures: int) -> None:
+        return None
+
+
+@lru_cache(maxsize=16)
+def custom_sink(path: str) -> CustomSink:
+    """The process's one instance of the sink class ``path`` names (built without arguments)."""
+    return CustomSink(load_sink_class(path)())
+
+
 def record_sinks(names: Iterable[str]) -> list[RecordSink]:
     """Return the per-record sinks among ``names``, in the order given."""
     sinks: dict[str, RecordSink] = {"log": LogSink(), "metrics": MetricsSink()}
-    return [sinks[name] for name in names if name in sinks]
+    return [
+        custom_sink(name) if is_custom_sink(name) else sinks[name]
+        for name in names
+        if name in sinks or is_custom_sink(name)
+    ]

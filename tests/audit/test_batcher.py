@@ -24,6 +24,8 @@ from secure_ws.audit.records import (
 from secure_ws.codes import Reason
 from secure_ws.connection import ConnectionInfo
 
+pytestmark = pytest.mark.unit
+
 NOW = 1_800_000_000.0  # a fixed minute start: the tests never depend on the wall clock
 
 

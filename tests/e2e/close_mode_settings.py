@@ -1,6 +1,9 @@
-"""Test settings with ``REFUSAL_MODE = "close"``: refusals accept, send ``error``, then close."""
+"""Test settings with ``REFUSAL_MODE = "close"``: refusals accept, send ``error``, then close.
 
-from tests.settings import *  # noqa: F403
-from tests.settings import SECURE_WS
+The server is shared by the module's tests: no audit rows (see ``shared_settings``).
+"""
+
+from tests.e2e.shared_settings import *  # noqa: F403
+from tests.e2e.shared_settings import SECURE_WS
 
 SECURE_WS = {**SECURE_WS, "REFUSAL_MODE": "close"}

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
+from tests.conftest import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.servers]
 
@@ -45,6 +46,18 @@ def start(asgi_server: Callable[..., Any], server_env: dict[str, str]) -> Callab
         return asgi_server(env={**server_env, **env})
 
     return start_server
+
+
+@pytest.fixture(scope="module")
+def files_server(
+    shared_asgi_server: Callable[..., ServerProcess], tmp_path_factory: pytest.TempPathFactory
+) -> ServerProcess:
+    """The demo project, one per kind for the module's tests that only exchange frames."""
+    media = tmp_path_factory.mktemp("media")
+    return shared_asgi_server(
+        settings_module="tests.e2e.shared_settings",
+        env={"MEDIA_ROOT": str(media), "SECURE_WS_HANDSHAKE_RATE": "100000"},
+    )
 
 
 async def open_ws(server: Any, token: str) -> ClientConnection:
@@ -253,9 +266,14 @@ async def test_a_token_that_expires_mid_connection_closes_with_4401(
     ],
 )
 async def test_frames_that_crash_plain_channels_consumers_are_answered(
-    start: Callable[..., Any], demo_users: dict[str, Any], token_for: Any, frame: str, code: str
+    files_server: ServerProcess,
+    transactional_db: None,
+    demo_users: dict[str, Any],
+    token_for: Any,
+    frame: str,
+    code: str,
 ) -> None:
-    server = start()
+    server = files_server
     conn = await open_ws(server, token_for(demo_users["carol"]))
     await conn.send(frame)
     assert (await next_frame(conn))["payload"]["code"] == code

@@ -25,6 +25,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason, private_close_code
+from tests.conftest import ServerProcess
+from tests.waiting import async_wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.servers, pytest.mark.usefixtures("demo_users")]
 
@@ -105,9 +107,16 @@ def ticket_request(server: Any, token: str, origin: str) -> urllib.request.Reque
     )
 
 
+@pytest.fixture(scope="module")
+def gate_server(shared_asgi_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """One gate server per kind for the module: starting one per test was most of its time."""
+    return shared_asgi_server(application=APP, settings_module="tests.e2e.shared_settings")
+
+
 @pytest.fixture
-def server(asgi_server: Callable[..., Any]) -> Any:
-    return asgi_server(application=APP)
+def server(gate_server: ServerProcess, transactional_db: None) -> ServerProcess:
+    """The module's gate server; its ``log()`` shows what this test caused, nothing before."""
+    return gate_server.since_now()
 
 
 async def test_subprotocol_token_is_accepted_with_the_app_subprotocol(
@@ -152,7 +161,8 @@ async def test_ticket_works_once_and_only_once(
         report = await report_of(conn)
     assert (report["username"], report["auth_method"]) == ("carol", "ticket")
     assert await refused_status(server, f"{PATH}?ticket={ticket}") == 403
-    await asyncio.sleep(0.2)
+    # The refusal's log line comes after everything the server logs about the handshake.
+    await async_wait_until(lambda: "reason=" in server.log(), message="the refusal log line")
     assert ticket not in server.log()
 
 
@@ -284,8 +294,15 @@ async def test_two_server_processes_share_one_user_cap(
     assert await refused_status(second, subprotocols=bearer(token), origin=second.origin) == 403
     assert f"reason={Reason.USER_CONNECTION_LIMIT.value}" in first.log()
     await held[0].close()
-    await asyncio.sleep(0.5)  # the server releases the slot when its consumer returns
-    async with await open_ws(second, subprotocols=bearer(token), origin=second.origin) as conn:
+
+    async def slot_released() -> ClientConnection | None:
+        # The server releases the slot when its consumer returns, shortly after the close.
+        try:
+            return await open_ws(second, subprotocols=bearer(token), origin=second.origin)
+        except InvalidStatus:
+            return None
+
+    async with await async_wait_until(slot_released, message="the slot's release") as conn:
         assert (await report_of(conn))["username"] == "alice"
     await held[1].close()
 
@@ -293,10 +310,17 @@ async def test_two_server_processes_share_one_user_cap(
 # ---------------------------------------------------------------------- REFUSAL_MODE="close"
 
 
+@pytest.fixture(scope="module")
+def shared_close_mode_server(shared_asgi_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """The demo project with ``REFUSAL_MODE = "close"``, one per kind for the module."""
+    return shared_asgi_server(settings_module="tests.e2e.close_mode_settings")
+
+
 @pytest.fixture
-def close_mode_server(asgi_server: Callable[..., Any]) -> Any:
-    """The demo project with ``REFUSAL_MODE = "close"``."""
-    return asgi_server(settings_module="tests.e2e.close_mode_settings")
+def close_mode_server(
+    shared_close_mode_server: ServerProcess, transactional_db: None
+) -> ServerProcess:
+    return shared_close_mode_server.since_now()
 
 
 async def refusal_frame_and_close(conn: ClientConnection) -> tuple[dict[str, Any], int | None]:
@@ -337,7 +361,9 @@ async def test_close_mode_refusal_sends_the_reason_then_a_sendable_code(
         frame, code = await refusal_frame_and_close(conn)
     assert frame == {"type": "error", "payload": {"code": reason.value}}
     assert code == close_code
-    await asyncio.sleep(0.2)
+    await async_wait_until(
+        lambda: f"reason={reason.value}" in close_mode_server.log(), message="the refusal log line"
+    )
     log = close_mode_server.log()
     assert f"reason={reason.value}" in log
     assert "Traceback" not in log

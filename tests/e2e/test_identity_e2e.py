@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
-from tests.conftest import DEMO_PASSWORD
+from tests.conftest import DEMO_PASSWORD, ServerProcess
 from tests.test_revocation import in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.servers, pytest.mark.usefixtures("demo_users")]
@@ -129,9 +129,15 @@ async def logged(server: Any, text: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture(scope="module")
+def demo_server(shared_asgi_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """The demo project, one process per kind for the module."""
+    return shared_asgi_server(settings_module="tests.e2e.shared_settings")
+
+
 @pytest.fixture
-def server(asgi_server: Callable[..., Any]) -> Any:
-    return asgi_server()
+def server(demo_server: ServerProcess, transactional_db: None) -> ServerProcess:
+    return demo_server.since_now()
 
 
 # -- tickets --------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from secure_ws.gate.origin import (
 from tests.e2e.gate_asgi import info_consumer
 from tests.gate.conftest import HOST, build_headers, set_gate
 
+pytestmark = pytest.mark.unit
+
 #: Origins an attacker might try against an allow-list of https://app.example.com and
 #: https://*.example.org.
 ORIGIN_TRICKS = [

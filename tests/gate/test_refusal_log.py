@@ -15,6 +15,8 @@ from secure_ws.gate import refusal
 from secure_ws.gate.refusal_log import RefusalLogLimiter, Suppressed
 from tests.gate.conftest import set_gate
 
+pytestmark = pytest.mark.unit
+
 
 class FakeClock:
     def __init__(self) -> None:

@@ -23,6 +23,8 @@ from secure_ws.probe.report import summary, table, to_json, to_junit
 from secure_ws.probe.runner import exit_code, run_checks
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.unit
+
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiMSJ9.c2lnbmF0dXJlLXZhbHVlLWhlcmU"
 
 
