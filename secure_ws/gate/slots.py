@@ -1,0 +1,214 @@
+"""Connection-cap slots once taken: one heartbeat and one releaser per process, not per socket.
+
+A slot is a connection id in its user's and its IP's sorted sets, scored by the time it
+stops counting (:mod:`secure_ws.gate.caps`). While the connection lives, the process's
+:class:`SlotHeartbeat` moves every live slot's deadline forward in one script call per
+interval (``CONNECTION_SLOT_TTL / 3``); a killed process stops moving them, and its slots
+stop counting after ``CONNECTION_SLOT_TTL`` on their own.
+
+Releases are group-committed by the process's :class:`SlotReleaser`: the first release goes
+out at once; releases that arrive while it is in flight wait for it and then leave together
+in the next call. A quiet process pays one round trip per close, a close storm (thousands
+of sockets ending at once) a handful, so it does not queue ahead of new handshakes on the
+shared Redis pool. A failed release is only logged: the slot expires by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import defaultdict
+from typing import Any
+
+import redis.exceptions
+
+from secure_ws.state import LuaScript, get_redis
+
+logger = logging.getLogger("secure_ws.gate")
+
+#: KEYS[i]: a slot set; ARGV[2i-1]: the slot id in it, ARGV[2i]: its ttl in ms. Moves the
+#: expiry of every live slot of a process forward in one call.
+_REFRESH = LuaScript("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  local ttl = tonumber(ARGV[2 * i])
+  redis.call('ZADD', KEYS[i], now + ttl, ARGV[2 * i - 1])
+  redis.call('PEXPIRE', KEYS[i], ttl)
+end
+return 0
+""")
+
+#: KEYS[i]: a slot set; ARGV[i]: the slot id to remove from it (many slots in one call).
+_RELEASE = LuaScript("""
+for i = 1, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[i])
+end
+return 0
+""")
+
+#: (set, member) pairs per script call, so one call never carries an unbounded list.
+CHUNK = 500
+
+#: In-process slot sets (no Redis: one process only).
+local_slots: defaultdict[str, set[str]] = defaultdict(set)
+
+
+class ConnectionSlot:
+    """One connection's place in its user's and its IP's caps, held until :meth:`release`."""
+
+    __slots__ = ("keys", "slot_id", "ttl")
+
+    def __init__(self, slot_id: str, keys: list[str], ttl: int) -> None:
+        self.slot_id = slot_id
+        self.keys = keys
+        self.ttl = ttl
+
+    def start_heartbeat(self) -> None:
+        """Keep the slot alive while the connection is open (Redis only)."""
+        if get_redis() is not None:
+            _for_loop(_heartbeats, SlotHeartbeat).add(self)
+
+    async def release(self) -> None:
+        """Give the slot back; never raises (the slot expires by itself if this fails)."""
+        heartbeat = _heartbeats.get(asyncio.get_running_loop())
+        if heartbeat is not None:
+            heartbeat.discard(self)
+        if get_redis() is None:
+            for slot_key in self.keys:
+                local_slots[slot_key].discard(self.slot_id)
+                if not local_slots[slot_key]:
+                    del local_slots[slot_key]
+            return
+        await _for_loop(_releasers, SlotReleaser).release(self)
+
+
+async def _run_in_chunks(script: LuaScript, pairs: list[tuple[str, list[object]]]) -> bool:
+    """Run ``script`` over (key, args) pairs, :data:`CHUNK` per call; False if any call failed."""
+    client = get_redis()
+    if client is None:
+        return True
+    ok = True
+    for start in range(0, len(pairs), CHUNK):
+        chunk = pairs[start : start + CHUNK]
+        args: list[object] = [arg for _, slot_args in chunk for arg in slot_args]
+        try:
+            await script(client, [slot_key for slot_key, _ in chunk], args)
+        except (redis.exceptions.RedisError, OSError):
+            ok = False
+    return ok
+
+
+class SlotHeartbeat:
+    """One task per event loop that refreshes every live slot, every third of the shortest TTL.
+
+    One timer and one Redis call per interval for the whole process, instead of one task per
+    connection: ten thousand idle connections cost one script call every 20 seconds.
+    """
+
+    def __init__(self) -> None:
+        self.slots: dict[str, ConnectionSlot] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._interval = 0.0
+
+    def add(self, slot: ConnectionSlot) -> None:
+        """Refresh ``slot`` until it is discarded."""
+        self.slots[slot.slot_id] = slot
+        interval = max(slot.ttl / 3, 0.1)
+        if self._task is None or self._task.done() or interval < self._interval:
+            if self._task is not None:
+                self._task.cancel()
+            self._interval = interval
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, slot: ConnectionSlot) -> None:
+        """Stop refreshing ``slot``; stop the task when nothing is left to refresh."""
+        self.slots.pop(slot.slot_id, None)
+        if not self.slots and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while self.slots:
+            await asyncio.sleep(self._interval)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Move every live slot's expiry forward now; failures are logged, never raised."""
+        pairs: list[tuple[str, list[object]]] = [
+            (slot_key, [slot.slot_id, slot.ttl * 1000])
+            for slot in list(self.slots.values())
+            for slot_key in slot.keys
+        ]
+        if not await _run_in_chunks(_REFRESH, pairs):
+            # The slots may lapse and count less until the next beat; never fail open on
+            # auth because of it, and never crash the connection.
+            logger.warning("connection slot refresh failed for some of %d slots", len(pairs))
+
+
+class SlotReleaser:
+    """Group commit of slot releases: one call in flight, the next batch gathers behind it."""
+
+    def __init__(self) -> None:
+        self._pending: list[ConnectionSlot] = []
+        self._done: asyncio.Future[None] | None = None
+        self._flushing = False
+
+    async def release(self, slot: ConnectionSlot) -> None:
+        """Remove ``slot`` with the next batch and wait until that batch was sent."""
+        self._pending.append(slot)
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        done = self._done
+        if not self._flushing:
+            asyncio.get_running_loop().create_task(self._flush())
+        await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        self._flushing = True
+        try:
+            while self._pending:
+                batch, done = self._pending, self._done
+                self._pending, self._done = [], None
+                pairs: list[tuple[str, list[object]]] = [
+                    (slot_key, [slot.slot_id]) for slot in batch for slot_key in slot.keys
+                ]
+                try:
+                    if not await _run_in_chunks(_RELEASE, pairs):
+                        logger.warning(
+                            "connection slot release failed for %d slots; they will expire",
+                            len(batch),
+                        )
+                finally:
+                    # Whatever happened, no closing connection waits for ever.
+                    if done is not None and not done.done():
+                        done.set_result(None)
+        finally:
+            self._flushing = False
+            if self._done is not None and not self._done.done():
+                # Cancelled mid-batch (loop shutting down): the rest will expire by itself.
+                self._done.set_result(None)
+                self._pending, self._done = [], None
+
+
+_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotHeartbeat] = (
+    weakref.WeakKeyDictionary()
+)
+_releasers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotReleaser] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _for_loop(table: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any], cls: type) -> Any:
+    loop = asyncio.get_running_loop()
+    found = table.get(loop)
+    if found is None:
+        found = table[loop] = cls()
+    return found
+
+
+def heartbeat_for_loop() -> SlotHeartbeat:
+    """Return the running loop's heartbeat (tests look at its task)."""
+    heartbeat: SlotHeartbeat = _for_loop(_heartbeats, SlotHeartbeat)
+    return heartbeat
