@@ -42,7 +42,8 @@ async def test_a_ticket_is_spent_exactly_once_under_concurrency(redis_client: An
     assert verdicts.count("ok") == 1
     assert verdicts.count("ticket_invalid") == 39
     (winner,) = [result for result in results if result.verdict == "ok"]
-    assert winner.ticket_record is not None and '"user_id": "7"' in winner.ticket_record
+    assert winner.ticket_record is not None
+    assert '"user_id": "7"' in winner.ticket_record
     # The ticket's user is only known inside the script; its slot is keyed like a token's.
     assert winner.slot is not None
     assert redis_client.zcard(key("caps", "user", "7")) == 1
