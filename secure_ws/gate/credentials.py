@@ -346,6 +346,13 @@ class CredentialsMiddleware(GateStep):
                 raise Refused(Reason.TOKEN_REVOKED, "login session revoked")
             if admitted is None and validated.session_id:
                 await check_session(validated.session_id)
+            info.auth_method = credential.method
+            info.token_exp = validated.exp
+            info.expiry_reason = validated.expiry_reason
+            info.token_jti = validated.jti
+            info.session_id = validated.session_id
+            self._set_user(scope, user)
+            # A cap refusal names the user (in the audit), as the separate cap step did.
             if admitted is not None and admitted.verdict in CAP_REASONS:
                 raise Refused(CAP_REASONS[admitted.verdict], "connection cap reached")
         except BaseException:
@@ -354,12 +361,6 @@ class CredentialsMiddleware(GateStep):
             raise
         if admitted is not None and admitted.slot is not None:
             admission_for(scope).slot = admitted.slot
-        info.auth_method = credential.method
-        info.token_exp = validated.exp
-        info.expiry_reason = validated.expiry_reason
-        info.token_jti = validated.jti
-        info.session_id = validated.session_id
-        self._set_user(scope, user)
 
     @staticmethod
     def _set_user(scope: Scope, user: Any) -> None:
