@@ -320,10 +320,12 @@ class CredentialsMiddleware(GateStep):
                 raise Refused(Reason.ORIGIN_MISSING, f"{credential.method.value} without Origin")
             await self._authenticate(scope, credential)
             return
-        # No credential: what follows reads the database (session) or nothing; the
-        # deferred handshake token is taken first either way.
-        await settle_throttle(scope)
-        user = await _session_user(scope) if allow_session else None
+        user = None
+        if allow_session:
+            # The session lookup reads the database: take the deferred token first. An
+            # anonymous connection leaves it to the cap step's call (still one round trip).
+            await settle_throttle(scope)
+            user = await _session_user(scope)
         if user is not None:
             if missing_origin:
                 raise Refused(Reason.ORIGIN_MISSING, "session cookie without Origin")

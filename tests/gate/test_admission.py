@@ -205,3 +205,44 @@ async def test_a_close_storm_releases_in_a_few_calls(
     assert redis_client.zcard(key("caps", "ip", IP_A)) == 0
     # One slot alone, then the other 299 (598 set members) in chunks of 500: not 300 calls.
     assert len(calls) <= 3, calls
+
+
+@pytest.fixture
+def redis_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The commands the async Redis clients send, in order (names only)."""
+    sent: list[str] = []
+    original = redis.asyncio.Redis.execute_command
+
+    async def counting(self: Any, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return await original(self, *args, **options)
+
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", counting)
+    return sent
+
+
+@pytest.mark.parametrize("credential", ["token", "ticket", "anonymous"])
+async def test_one_round_trip_per_handshake_and_one_per_close(
+    communicator: Any,
+    demo_users: dict[str, Any],
+    token_for: Any,
+    settings: Any,
+    redis_commands: list[str],
+    credential: str,
+) -> None:
+    set_gate(settings, REQUIRE_AUTHENTICATION=credential != "anonymous")
+    alice = demo_users["alice"]
+    warm = communicator(websocket_app, subprotocols=["secure-ws.v1", f"bearer.{token_for(alice)}"])
+    assert (await warm.connect())[0]
+    await warm.disconnect()
+    path, subprotocols = "/ws/info/", ["secure-ws.v1"]
+    if credential == "token":
+        subprotocols.append(f"bearer.{token_for(alice)}")
+    elif credential == "ticket":
+        path += f"?ticket={await issue_ticket(TicketGrant(str(alice.pk)), ORIGIN)}"
+    redis_commands.clear()
+    comm = communicator(websocket_app, path=path, subprotocols=subprotocols)
+    assert (await comm.connect())[0]
+    assert redis_commands == ["EVALSHA"]
+    await comm.disconnect()
+    assert redis_commands == ["EVALSHA", "EVALSHA"]
