@@ -12,8 +12,10 @@ asked), and the connection it opens carries that identity, so logout, password c
 deactivation and expiry reach it like any other connection.
 
 Tickets are stored under the SHA-256 of their value, so whoever can read Redis still
-cannot replay one. Consumption is one ``GETDEL``: two handshakes racing with the same
-ticket cannot both win. Without Redis tickets live in-process (one process only).
+cannot replay one. Consumption is one ``GETDEL`` (inside the handshake's admission script,
+:mod:`secure_ws.gate.admission`; :func:`consume_ticket` for other callers): two handshakes
+racing with the same ticket cannot both win. Without Redis tickets live in-process (one
+process only). Storage details are in :mod:`secure_ws.gate.ticket_store`.
 """
 
 from __future__ import annotations
