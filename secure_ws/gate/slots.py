@@ -2,9 +2,9 @@
 
 A slot is a connection id in its user's and its IP's sorted sets, scored by the time it
 stops counting (:mod:`secure_ws.gate.caps`). While the connection lives, the process's
-:class:`SlotHeartbeat` moves every live slot's deadline forward in one script call per
-interval (``CONNECTION_SLOT_TTL / 3``); a killed process stops moving them, and its slots
-stop counting after ``CONNECTION_SLOT_TTL`` on their own.
+:class:`SlotHeartbeat` moves every live slot's deadline forward once per interval
+(``CONNECTION_SLOT_TTL / 3``) in one pipelined round trip for all of them; a killed process
+stops moving them, and its slots stop counting after ``CONNECTION_SLOT_TTL`` on their own.
 
 Releases are group-committed by the process's :class:`SlotReleaser`: the first release goes
 out at once; releases that arrive while it is in flight wait for it and then leave together
@@ -23,7 +23,7 @@ from typing import Any
 
 import redis.exceptions
 
-from secure_ws.state import LuaScript, get_redis
+from secure_ws.state import LuaScript, command_deadline, get_redis
 
 logger = logging.getLogger("secure_ws.gate")
 
@@ -48,7 +48,7 @@ end
 return 0
 """)
 
-#: (set, member) pairs per script call, so one call never carries an unbounded list.
+#: (set, member) pairs per script call in a pipeline, so no call carries an unbounded list.
 CHUNK = 500
 
 #: In-process slot sets (no Redis: one process only).
@@ -85,19 +85,30 @@ class ConnectionSlot:
 
 
 async def _run_in_chunks(script: LuaScript, pairs: list[tuple[str, list[object]]]) -> bool:
-    """Run ``script`` over (key, args) pairs, :data:`CHUNK` per call; False if any call failed."""
+    """Run ``script`` over (key, args) pairs, :data:`CHUNK` per call, all in one pipeline.
+
+    One round trip whatever the number of slots (a ``NOSCRIPT`` reply loads the script and
+    sends the pipeline again). Returns False if anything failed (the caller logs it).
+    """
     client = get_redis()
-    if client is None:
+    if client is None or not pairs:
         return True
-    ok = True
-    for start in range(0, len(pairs), CHUNK):
-        chunk = pairs[start : start + CHUNK]
-        args: list[object] = [arg for _, slot_args in chunk for arg in slot_args]
-        try:
-            await script(client, [slot_key for slot_key, _ in chunk], args)
-        except (redis.exceptions.RedisError, OSError):
-            ok = False
-    return ok
+    chunks = [pairs[start : start + CHUNK] for start in range(0, len(pairs), CHUNK)]
+    try:
+        async with command_deadline():
+            for _ in range(2):
+                pipe = client.pipeline(transaction=False)
+                for chunk in chunks:
+                    keys = [slot_key for slot_key, _ in chunk]
+                    args = [arg for _, slot_args in chunk for arg in slot_args]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+                results = await pipe.execute(raise_on_error=False)
+                if not any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+                    break
+                await client.script_load(script.source)
+    except (redis.exceptions.RedisError, OSError):
+        return False
+    return not any(isinstance(result, Exception) for result in results)
 
 
 class SlotHeartbeat:

@@ -184,18 +184,23 @@ async def test_the_whole_gate_refuses_when_redis_is_down(
     assert f"reason={Reason.BACKEND_UNAVAILABLE.value}" in caplog.text
 
 
-async def test_a_close_storm_releases_in_a_few_calls(
-    redis_client: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def pipelines(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many commands each pipeline the async clients execute carried."""
+    sizes: list[int] = []
+    original = redis.asyncio.client.Pipeline.execute
+
+    async def counting(self: Any, *args: Any, **options: Any) -> Any:
+        sizes.append(len(self.command_stack))
+        return await original(self, *args, **options)
+
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", counting)
+    return sizes
+
+
+async def test_a_close_storm_releases_in_a_few_round_trips(
+    redis_client: Any, pipelines: list[int]
 ) -> None:
-    calls: list[int] = []
-    original = slots._RELEASE
-
-    class Counting(LuaScript):
-        async def __call__(self, client: Any, keys: list[str], args: list[object]) -> Any:
-            calls.append(len(keys))
-            return await original(client, keys, args)
-
-    monkeypatch.setattr(slots, "_RELEASE", Counting(original.source))
     held = [
         (await run_admission(AdmissionRequest(user_id=f"storm{i}", caps=caps(ip_limit=1000)))).slot
         for i in range(300)
@@ -203,8 +208,38 @@ async def test_a_close_storm_releases_in_a_few_calls(
     assert redis_client.zcard(key("caps", "ip", IP_A)) == 300
     await asyncio.gather(*(slot.release() for slot in held if slot is not None))
     assert redis_client.zcard(key("caps", "ip", IP_A)) == 0
-    # One slot alone, then the other 299 (598 set members) in chunks of 500: not 300 calls.
-    assert len(calls) <= 3, calls
+    # One slot alone, then the other 299 (598 set members, two script calls) together.
+    assert len(pipelines) <= 2, pipelines
+
+
+async def test_one_heartbeat_round_trip_refreshes_every_slot_even_after_script_flush(
+    settings: Any, pipelines: list[int]
+) -> None:
+    private = PrivateRedis()
+    private.start()
+    try:
+        set_gate(settings, REDIS_URL=private.url)
+        client = redis.Redis.from_url(private.url)
+        held = [
+            (await run_admission(AdmissionRequest(user_id=f"hb{i}", caps=caps(ip_limit=1000)))).slot
+            for i in range(300)
+        ]
+        ip_key = key("caps", "ip", IP_A)
+        before = min(score for _, score in client.zrange(ip_key, 0, -1, withscores=True))
+        client.script_flush()
+        heartbeat = slots.SlotHeartbeat()
+        for slot in held:
+            assert slot is not None
+            heartbeat.slots[slot.slot_id] = slot
+        await heartbeat.refresh()
+        after = min(score for _, score in client.zrange(ip_key, 0, -1, withscores=True))
+        assert after > before
+        # The pipeline met NOSCRIPT, loaded the script and went again: two sends, no more.
+        assert pipelines == [2, 2]
+        client.close()
+    finally:
+        await close_redis()
+        private.stop()
 
 
 @pytest.fixture
@@ -228,6 +263,7 @@ async def test_one_round_trip_per_handshake_and_one_per_close(
     token_for: Any,
     settings: Any,
     redis_commands: list[str],
+    pipelines: list[int],
     credential: str,
 ) -> None:
     set_gate(settings, REQUIRE_AUTHENTICATION=credential != "anonymous")
@@ -241,8 +277,10 @@ async def test_one_round_trip_per_handshake_and_one_per_close(
     elif credential == "ticket":
         path += f"?ticket={await issue_ticket(TicketGrant(str(alice.pk)), ORIGIN)}"
     redis_commands.clear()
+    pipelines.clear()
     comm = communicator(websocket_app, path=path, subprotocols=subprotocols)
     assert (await comm.connect())[0]
-    assert redis_commands == ["EVALSHA"]
+    assert (redis_commands, pipelines) == (["EVALSHA"], [])
     await comm.disconnect()
-    assert redis_commands == ["EVALSHA", "EVALSHA"]
+    # The release: one pipeline carrying one script call.
+    assert (redis_commands, pipelines) == (["EVALSHA"], [1])
