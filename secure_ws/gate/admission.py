@@ -281,7 +281,13 @@ def _text(value: Any) -> str:
 
 
 async def _run_local(request: AdmissionRequest) -> Admitted:
-    """The same answer from in-process state (one process only; no throttle: done at once)."""
+    """The same answer from in-process state (one process only).
+
+    Without Redis the throttle step takes its token at once and never defers it; a deferred
+    token here means ``REDIS_URL`` changed mid-handshake: refuse rather than skip it.
+    """
+    if request.throttle is not None:
+        raise BackendUnavailable("admission: deferred handshake token but no Redis")
     user_id, session_id, record = request.user_id, request.session_id, None
     if request.ticket_key is not None:
         record = take_local_ticket(request.ticket_key)
