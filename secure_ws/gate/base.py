@@ -11,10 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from secure_ws.exceptions import Refused
+from secure_ws.gate.admission import settle_throttle
 from secure_ws.gate.refusal import refuse
 
 Scope = dict[str, Any]
 ASGIApp = Any
+
+
+async def settled(scope: Scope, refusal: Refused) -> Refused:
+    """Return the refusal to send once a deferred handshake token is taken.
+
+    A client whose bucket is empty is refused ``handshake_rate_limited`` whatever else
+    was wrong with its handshake, as if the throttle had run first (it counts first).
+    """
+    try:
+        await settle_throttle(scope)
+    except Refused as throttled:
+        return throttled
+    return refusal
 
 
 class GateStep:
@@ -34,6 +48,6 @@ class GateStep:
         try:
             await self.check(scope)
         except Refused as refusal:
-            await refuse(scope, receive, send, refusal)
+            await refuse(scope, receive, send, await settled(scope, refusal))
             return
         await self.application(scope, receive, send)

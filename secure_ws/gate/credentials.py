@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
-from urllib.parse import parse_qsl
 
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
@@ -38,113 +37,41 @@ from secure_ws.codes import AuthMethod, Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import get_connection_info
 from secure_ws.exceptions import BackendUnavailable, Refused
+from secure_ws.gate.admission import (
+    CAP_REASONS,
+    AdmissionRequest,
+    Admitted,
+    admission_for,
+    run_admission,
+    settle_throttle,
+    take_throttle,
+)
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
+from secure_ws.gate.caps import ConnectionCapMiddleware
 from secure_ws.gate.handshake import HEADERS_SCOPE_KEY, get_headers
 from secure_ws.gate.origin import origin_is_missing
-from secure_ws.gate.tokens import ValidatedToken, check_session, validate_access_token
+from secure_ws.gate.sources import PresentedCredential, take_credentials
+from secure_ws.gate.ticket_store import TicketGrant, parse_grant, ticket_key, usable_ticket
+from secure_ws.gate.tokens import (
+    ValidatedToken,
+    check_grant,
+    check_password_claim,
+    check_session,
+    check_user,
+    decode_access_token,
+    sliding_tokens_enabled,
+    validate_access_token,
+)
+from secure_ws.gate.userstate import get_user_state
 
-#: Query parameters that would carry a JWT in the URL.
-QUERY_TOKEN_PARAMS = frozenset({"token", "access_token", "jwt", "access"})
-
-#: Query parameter of a one-time ticket.
-TICKET_PARAM = "ticket"
-
-__all__ = ["CredentialsMiddleware", "ValidatedToken", "take_credentials", "validate_access_token"]
-
-
-@dataclass
-class PresentedCredential:
-    """What the handshake offered: the source and the raw secret (never logged)."""
-
-    method: AuthMethod
-    secret: str
-
-
-def _bearer_from_header(value: str) -> str:
-    from rest_framework_simplejwt.settings import api_settings
-
-    parts = value.split()
-    if len(parts) != 2 or parts[0] not in api_settings.AUTH_HEADER_TYPES:
-        raise Refused(Reason.CREDENTIALS_INVALID, "malformed Authorization header")
-    return parts[1]
-
-
-def _query_params(scope: Scope) -> list[tuple[str, str]]:
-    raw = scope.get("query_string", b"")
-    try:
-        text = bytes(raw).decode("ascii")
-        return parse_qsl(text, keep_blank_values=True, max_num_fields=32, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise Refused(Reason.BAD_HANDSHAKE, "malformed query string") from exc
-
-
-def _without_bearer_entries(scope: Scope) -> None:
-    """Rewrite ``scope["headers"]`` so no ``Sec-WebSocket-Protocol`` value carries a token.
-
-    ``scope["subprotocols"]`` is only the server's parse of that header: the raw header is
-    still in ``scope["headers"]``, where a downstream middleware, logger or error reporter
-    would find the token. The list is copied, never mutated (another scope may share it);
-    the entries it keeps are the server's own tuples, not copies (it lives as long as the
-    connection).
-    """
-    from secure_ws.codes import BEARER_SUBPROTOCOL_PREFIX
-
-    prefix = BEARER_SUBPROTOCOL_PREFIX.encode()
-    headers: list[tuple[bytes, bytes]] = []
-    for entry in scope.get("headers") or ():
-        name, value = entry
-        if bytes(name).lower() == b"sec-websocket-protocol":
-            kept = [p.strip() for p in bytes(value).split(b",")]
-            kept = [p for p in kept if p and not p.startswith(prefix)]
-            if not kept:
-                continue
-            entry = (name, b", ".join(kept))
-        headers.append(entry)
-    scope["headers"] = headers
-    # The parsed copy of the old headers would still hold the token: parse again on demand.
-    scope.pop(HEADERS_SCOPE_KEY, None)
-
-
-def take_credentials(scope: Scope, allow_query_token: bool) -> list[PresentedCredential]:
-    """Collect the explicit credentials of a handshake, removing any ``bearer.`` entry.
-
-    Raises:
-        Refused: for a malformed header, a query-string token when not allowed, or a
-            repeated source.
-    """
-    from secure_ws.codes import BEARER_SUBPROTOCOL_PREFIX
-
-    found: list[PresentedCredential] = []
-    subprotocols = list(scope.get("subprotocols") or ())
-    bearer = [p for p in subprotocols if p.startswith(BEARER_SUBPROTOCOL_PREFIX)]
-    if bearer:
-        scope["subprotocols"] = [p for p in subprotocols if p not in bearer]
-        _without_bearer_entries(scope)
-        if len(bearer) > 1:
-            raise Refused(Reason.CREDENTIALS_INVALID, "several bearer subprotocol entries")
-        found.append(
-            PresentedCredential(AuthMethod.SUBPROTOCOL, bearer[0][len(BEARER_SUBPROTOCOL_PREFIX) :])
-        )
-    headers = get_headers(scope)
-    if headers.count("authorization") > 1:
-        raise Refused(Reason.CREDENTIALS_INVALID, "duplicate Authorization header")
-    authorization = headers.get("authorization")
-    if authorization is not None:
-        found.append(PresentedCredential(AuthMethod.HEADER, _bearer_from_header(authorization)))
-    params = _query_params(scope)
-    tickets = [value for name, value in params if name == TICKET_PARAM]
-    tokens = [value for name, value in params if name in QUERY_TOKEN_PARAMS]
-    if tokens and not allow_query_token:
-        raise Refused(Reason.QUERY_TOKEN_REFUSED, "token in query string")
-    if len(tickets) > 1 or len(tokens) > 1:
-        raise Refused(Reason.CREDENTIALS_INVALID, "repeated query credential")
-    if tickets:
-        found.append(PresentedCredential(AuthMethod.TICKET, tickets[0]))
-    if tokens:
-        found.append(PresentedCredential(AuthMethod.QUERY, tokens[0]))
-    if len(found) > 1:
-        raise Refused(Reason.CREDENTIALS_INVALID, "more than one credential presented")
-    return found
+__all__ = [
+    "CredentialsMiddleware",
+    "PresentedCredential",
+    "ValidatedCredential",
+    "ValidatedToken",
+    "take_credentials",
+    "validate_access_token",
+]
 
 
 async def _session_user(scope: Scope) -> Any:
@@ -203,8 +130,46 @@ async def _bind_django_session(scope: Scope) -> None:
     info.expiry_reason = Reason.SESSION_EXPIRED
 
 
+@dataclass
+class ValidatedCredential:
+    """What a checked credential proves, before the user is looked up.
+
+    Attributes:
+        method: where the credential came from.
+        user_id: the user's ``USER_ID_FIELD`` value the credential names.
+        exp: when the credential ends (token ``exp``, the ticket's issuing credential).
+        expiry_reason: the close reason at ``exp``.
+        jti: the token's id, if any.
+        session_id: the login session (``sid``), if any.
+        token: simplejwt's decoded token (``None`` for a ticket).
+        grant: the spent ticket's grant (``None`` for a token).
+        admitted: the admission call's answer (user generation, revocation, slot).
+    """
+
+    method: AuthMethod
+    user_id: str
+    exp: float | None
+    expiry_reason: Reason = Reason.TOKEN_EXPIRED
+    jti: str | None = None
+    session_id: str | None = None
+    token: Any = None
+    grant: TicketGrant | None = None
+    admitted: Admitted | None = None
+
+
 class CredentialsMiddleware(GateStep):
     """Authenticate the handshake and put the user in ``scope["user"]``.
+
+    Three hooks, in simplejwt's spirit, each overridable by a subclass (pass it to
+    ``secure_websocket(inner, credentials_class=...)``):
+
+    * :meth:`get_raw_credential` finds the credential in the scope;
+    * :meth:`validate_credential` checks it and says which user it names;
+    * :meth:`get_user` returns that user (or refuses).
+
+    When the connection-cap step is this step's inner application, the caps are taken in
+    the same Redis call as the user-state and revocation reads (and the deferred handshake
+    token): one round trip for the whole handshake (:mod:`secure_ws.gate.admission`).
 
     Args:
         application: the inner ASGI application.
@@ -224,6 +189,7 @@ class CredentialsMiddleware(GateStep):
         self.require_authentication = require_authentication
         self.allow_session = allow_session
         self.allow_query_token = allow_query_token
+        self.caps = application if isinstance(application, ConnectionCapMiddleware) else None
 
     async def check(self, scope: Scope) -> None:
         try:
@@ -234,14 +200,111 @@ class CredentialsMiddleware(GateStep):
             # life (a later step of a hand-built stack parses again on demand).
             scope.pop(HEADERS_SCOPE_KEY, None)
 
-    async def _check(self, scope: Scope) -> None:
-        settings = get_settings()
-        info = get_connection_info(scope)
+    def get_raw_credential(self, scope: Scope) -> PresentedCredential | None:
+        """Return the handshake's one explicit credential, or ``None`` (hook).
+
+        The default reads, and strips, the ``bearer.`` subprotocol entry, the
+        ``Authorization`` header, ``?ticket=`` and (if allowed) ``?token=``.
+
+        Raises:
+            Refused: a malformed or repeated credential, a refused query-string token.
+        """
         allow_query = (
-            settings.ALLOW_QUERY_STRING_TOKEN
+            get_settings().ALLOW_QUERY_STRING_TOKEN
             if self.allow_query_token is None
             else self.allow_query_token
         )
+        found = take_credentials(scope, allow_query)
+        return found[0] if found else None
+
+    async def validate_credential(
+        self, scope: Scope, credential: PresentedCredential
+    ) -> ValidatedCredential:
+        """Check ``credential`` and return the user id it names (hook).
+
+        The default decodes a token with simplejwt's rules, or spends a ticket.
+
+        Raises:
+            Refused: ``token_expired``, ``credentials_invalid``, ``ticket_invalid``...
+        """
+        info = get_connection_info(scope)
+        if credential.method is AuthMethod.TICKET:
+            if not usable_ticket(credential.secret):
+                raise Refused(Reason.TICKET_INVALID, "ticket unknown, spent, expired or foreign")
+            admitted = await self._admit(scope, ticket_key=ticket_key(credential.secret))
+            grant = parse_grant(admitted.ticket_record, info.origin)
+            if admitted.verdict == "ticket_invalid" or grant is None:
+                await admitted.release()
+                raise Refused(Reason.TICKET_INVALID, "ticket unknown, spent, expired or foreign")
+            return ValidatedCredential(
+                AuthMethod.TICKET,
+                grant.user_id,
+                grant.exp,
+                grant.expiry_reason,
+                session_id=grant.session_id,
+                grant=grant,
+                admitted=admitted,
+            )
+        if sliding_tokens_enabled():
+            await settle_throttle(scope)  # a sliding token's blacklist is a database read
+        decoded = await decode_access_token(credential.secret)
+        claims = decoded.claims
+        return ValidatedCredential(
+            credential.method,
+            claims.user_id,
+            claims.exp,
+            jti=claims.jti,
+            session_id=claims.session_id,
+            token=decoded.token,
+            admitted=await self._admit(scope, user_id=claims.user_id, session_id=claims.session_id),
+        )
+
+    async def get_user(self, scope: Scope, validated: ValidatedCredential) -> Any:
+        """Return the user ``validated`` names, if it may connect (hook).
+
+        The default reads the user-state cache (generation from the admission call) and
+        applies simplejwt's checks: existing, active, unchanged password fingerprint, and
+        for a ticket, its issuing credential not expired.
+
+        Raises:
+            Refused: ``credentials_invalid``, ``user_inactive``, ``token_revoked``,
+                ``token_expired``/``session_expired``; ``BackendUnavailable``.
+        """
+        from rest_framework_simplejwt.settings import api_settings
+
+        generation = validated.admitted.generation if validated.admitted else None
+        user = check_user(
+            await get_user_state(validated.user_id, api_settings.USER_ID_FIELD, generation)
+        )
+        if validated.token is not None:
+            check_password_claim(validated.token, user)
+        if validated.grant is not None:
+            check_grant(validated.grant, user)
+        return user
+
+    async def _admit(
+        self,
+        scope: Scope,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        ticket_key: str | None = None,
+    ) -> Admitted:
+        """One call for the deferred handshake token, identity state and (if inner) caps."""
+        info = get_connection_info(scope)
+        request = AdmissionRequest(
+            throttle=take_throttle(scope),
+            ticket_key=ticket_key,
+            origin=info.origin,
+            user_id=user_id,
+            session_id=session_id,
+            caps=self.caps.cap_request(scope) if self.caps is not None else None,
+        )
+        return await run_admission(request)
+
+    async def _check(self, scope: Scope) -> None:
+        settings = get_settings()
+        info = get_connection_info(scope)
         allow_session = (
             settings.ALLOW_SESSION_AUTH if self.allow_session is None else self.allow_session
         )
@@ -250,15 +313,19 @@ class CredentialsMiddleware(GateStep):
             if self.require_authentication is None
             else self.require_authentication
         )
-        found = take_credentials(scope, allow_query)
+        credential = self.get_raw_credential(scope)
         missing_origin = origin_is_missing(scope)
-        if found:
-            credential = found[0]
+        if credential is not None:
             if missing_origin and credential.method is not AuthMethod.HEADER:
                 raise Refused(Reason.ORIGIN_MISSING, f"{credential.method.value} without Origin")
             await self._authenticate(scope, credential)
             return
-        user = await _session_user(scope) if allow_session else None
+        user = None
+        if allow_session:
+            # The session lookup reads the database: take the deferred token first. An
+            # anonymous connection leaves it to the cap step's call (still one round trip).
+            await settle_throttle(scope)
+            user = await _session_user(scope)
         if user is not None:
             if missing_origin:
                 raise Refused(Reason.ORIGIN_MISSING, "session cookie without Origin")
@@ -273,26 +340,29 @@ class CredentialsMiddleware(GateStep):
 
     async def _authenticate(self, scope: Scope, credential: PresentedCredential) -> None:
         info = get_connection_info(scope)
-        if credential.method is AuthMethod.TICKET:
-            from secure_ws.gate.tickets import consume_ticket, ticket_user
-
-            grant = await consume_ticket(credential.secret, info.origin)
-            if grant is None:
-                raise Refused(Reason.TICKET_INVALID, "ticket unknown, spent, expired or foreign")
-            user = await ticket_user(grant)
-            info.auth_method = AuthMethod.TICKET
-            # The connection is the issuing credential's: same expiry, same session.
-            info.token_exp = grant.exp
-            info.expiry_reason = grant.expiry_reason
-            info.session_id = grant.session_id
+        validated = await self.validate_credential(scope, credential)
+        admitted = validated.admitted
+        try:
+            user = await self.get_user(scope, validated)
+            if admitted is not None and admitted.verdict == "revoked":
+                raise Refused(Reason.TOKEN_REVOKED, "login session revoked")
+            if admitted is None and validated.session_id:
+                await check_session(validated.session_id)
+            info.auth_method = credential.method
+            info.token_exp = validated.exp
+            info.expiry_reason = validated.expiry_reason
+            info.token_jti = validated.jti
+            info.session_id = validated.session_id
             self._set_user(scope, user)
-            return
-        validated = await validate_access_token(credential.secret)
-        info.auth_method = credential.method
-        info.token_exp = validated.exp
-        info.token_jti = validated.jti
-        info.session_id = validated.session_id
-        self._set_user(scope, validated.user)
+            # A cap refusal names the user (in the audit), as the separate cap step did.
+            if admitted is not None and admitted.verdict in CAP_REASONS:
+                raise Refused(CAP_REASONS[admitted.verdict], "connection cap reached")
+        except BaseException:
+            if admitted is not None:
+                await admitted.release()
+            raise
+        if admitted is not None and admitted.slot is not None:
+            admission_for(scope).slot = admitted.slot
 
     @staticmethod
     def _set_user(scope: Scope, user: Any) -> None:

@@ -28,7 +28,7 @@ from django.urls import Resolver404
 from secure_ws.codes import Reason
 from secure_ws.connection import get_connection_info
 from secure_ws.exceptions import Refused
-from secure_ws.gate.base import ASGIApp, Scope
+from secure_ws.gate.base import ASGIApp, Scope, settled
 from secure_ws.gate.caps import ConnectionCapMiddleware
 from secure_ws.gate.client import ClientAddressMiddleware
 from secure_ws.gate.credentials import CredentialsMiddleware
@@ -85,6 +85,7 @@ class UnknownRouteMiddleware:
             refusal = None if progress.answered else self.refusal_for(exc, scope)
             if refusal is None:
                 raise
+            refusal = await settled(scope, refusal)
             # Plain 403 in every REFUSAL_MODE: random-path floods and a broken application
             # get no accepted socket (secure_ws.gate.refusal).
             await refuse(
@@ -131,18 +132,25 @@ class HandshakeGuardMiddleware(UnknownRouteMiddleware):
         return Refused(Reason.SERVER_ERROR, "unexpected error before accept")
 
 
-def secure_websocket(inner: ASGIApp) -> ASGIApp:
+def secure_websocket(
+    inner: ASGIApp, credentials_class: type[CredentialsMiddleware] = CredentialsMiddleware
+) -> ASGIApp:
     """Wrap a WebSocket application (usually a ``URLRouter``) in the whole gate.
 
     Every step reads ``SECURE_WS`` at connection time, so ``override_settings`` reaches
-    them. Use the step classes directly to build a different stack.
+    them. ``credentials_class`` is a :class:`CredentialsMiddleware` subclass overriding its
+    hooks (where the credential is found, how it is validated, how the user is fetched).
+    With Redis the throttle's token, the user state, revocation, a ticket and the caps are
+    one round trip (:mod:`secure_ws.gate.admission`). Use the step classes directly to
+    build a different stack.
     """
     return HandshakeGuardMiddleware(
         ClientAddressMiddleware(
             HandshakeThrottleMiddleware(
                 TransportMiddleware(
-                    OriginMiddleware(CredentialsMiddleware(ConnectionCapMiddleware(inner)))
-                )
+                    OriginMiddleware(credentials_class(ConnectionCapMiddleware(inner)))
+                ),
+                defer=True,
             )
         )
     )

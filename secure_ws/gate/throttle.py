@@ -11,6 +11,12 @@ It runs right after the client address is known and before any other check: ever
 takes a token, whether a later step would refuse it for its Origin, Host, transport or
 credentials or not, so a flood of refused handshakes is throttled like an accepted one and
 costs no origin, Host or credential work once the bucket is empty.
+
+In :func:`~secure_ws.gate.stack.secure_websocket` the step *defers* its Redis call
+(``defer=True``): the token is taken in the handshake's one admission call
+(:mod:`secure_ws.gate.admission`), and any refusal before that call takes it first, so the
+two rules above hold as seen from outside; what a flood with an empty bucket still costs is
+the CPU-only checks (Host, Origin, a token's signature), never a database query.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from secure_ws.codes import Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import get_connection_info
 from secure_ws.exceptions import BackendUnavailable, Refused
+from secure_ws.gate.admission import ThrottleRequest, defer_throttle
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
 from secure_ws.state import LuaScript, get_redis, key
 
@@ -123,19 +130,31 @@ class HandshakeThrottleMiddleware(GateStep):
         application: the inner ASGI application.
         rate: handshakes per minute per client IP (None: settings ``HANDSHAKE_RATE``).
         burst: bucket size (None: settings ``HANDSHAKE_BURST``).
+        defer: with Redis, take the token in the handshake's admission call instead of a
+            call of its own; only for stacks whose every refusal path settles it (the
+            steps of :mod:`secure_ws.gate` do, see :func:`secure_websocket`).
     """
 
     def __init__(
-        self, application: ASGIApp, rate: int | None = None, burst: int | None = None
+        self,
+        application: ASGIApp,
+        rate: int | None = None,
+        burst: int | None = None,
+        defer: bool = False,
     ) -> None:
         super().__init__(application)
         self.rate = rate
         self.burst = burst
+        self.defer = defer
 
     async def check(self, scope: Scope) -> None:
         settings = get_settings()
         info = get_connection_info(scope)
         rate = settings.HANDSHAKE_RATE if self.rate is None else self.rate
         burst = settings.HANDSHAKE_BURST if self.burst is None else self.burst
+        if self.defer and get_redis() is not None:
+            bucket = key("hs", rate_key_for(info.client_ip))
+            defer_throttle(scope, ThrottleRequest(bucket, rate / 60.0, burst))
+            return
         if not await allow_handshake(info.client_ip, rate, burst):
             raise Refused(Reason.HANDSHAKE_RATE_LIMITED, "handshake bucket empty")

@@ -12,17 +12,15 @@ asked), and the connection it opens carries that identity, so logout, password c
 deactivation and expiry reach it like any other connection.
 
 Tickets are stored under the SHA-256 of their value, so whoever can read Redis still
-cannot replay one. Consumption is one ``GETDEL``: two handshakes racing with the same
-ticket cannot both win. Without Redis tickets live in-process (one process only).
+cannot replay one. Consumption is one ``GETDEL`` (inside the handshake's admission script,
+:mod:`secure_ws.gate.admission`; :func:`consume_ticket` for other callers): two handshakes
+racing with the same ticket cannot both win. Without Redis tickets live in-process (one
+process only). Storage details are in :mod:`secure_ws.gate.ticket_store`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
-import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis.exceptions
@@ -37,69 +35,24 @@ from secure_ws.api.authentication import SecureJWTAuthentication
 from secure_ws.api.throttling import ScopedRateThrottle
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings
-from secure_ws.exceptions import BackendUnavailable, Refused
-from secure_ws.state import command_deadline, get_redis, get_sync_redis, key
+from secure_ws.exceptions import BackendUnavailable
+from secure_ws.gate.ticket_store import (
+    TicketGrant,
+    local_tickets,
+    parse_grant,
+    store_local_ticket,
+    take_local_ticket,
+    ticket_key,
+    ticket_record,
+    usable_ticket,
+)
+from secure_ws.state import command_deadline, get_redis, get_sync_redis
 
 #: Random bytes in a ticket (256 bits).
 TICKET_BYTES = 32
 
-#: Longest ticket value accepted for lookup; anything longer is not one of ours.
-MAX_TICKET_CHARS = 128
-
-_local_tickets: dict[str, tuple[float, str]] = {}
-
-
-@dataclass(frozen=True)
-class TicketGrant:
-    """The identity a ticket was issued for, handed to the connection that spends it.
-
-    Attributes:
-        user_id: the user's ``USER_ID_FIELD`` value, as a string.
-        session_id: the issuing token's ``sid``, or the hashed id of the Django session
-            that asked (:func:`secure_ws.sessions.django_session.session_credential_id`); ``None``
-            when the credential had neither.
-        exp: when the issuing credential expires (token ``exp`` or session expiry).
-        expiry_reason: the close reason at ``exp``: ``token_expired`` or ``session_expired``.
-        password_fingerprint: the user's password fingerprint at issue time, so a password
-            change between issue and spend refuses the ticket.
-    """
-
-    user_id: str
-    session_id: str | None = None
-    exp: float | None = None
-    expiry_reason: Reason = Reason.TOKEN_EXPIRED
-    password_fingerprint: str | None = None
-
-
-def _ticket_key(ticket: str) -> str:
-    return key("ticket", hashlib.sha256(ticket.encode()).hexdigest())
-
-
-def _record(grant: TicketGrant, origin: str) -> str:
-    return json.dumps({**asdict(grant), "origin": origin})
-
-
-def _parse_record(raw: Any) -> tuple[TicketGrant, str] | None:
-    try:
-        record = json.loads(raw)
-        grant = TicketGrant(
-            user_id=str(record["user_id"]),
-            session_id=_optional_str(record.get("session_id")),
-            exp=float(record["exp"]) if record.get("exp") is not None else None,
-            expiry_reason=Reason(record.get("expiry_reason", Reason.TOKEN_EXPIRED)),
-            password_fingerprint=_optional_str(record.get("password_fingerprint")),
-        )
-        return grant, str(record["origin"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def _optional_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError("not a string")
-    return value
+#: The in-process tickets (tests clear it between runs).
+_local_tickets = local_tickets
 
 
 def _grant_of(user_id: int | str | TicketGrant) -> TicketGrant:
@@ -109,12 +62,7 @@ def _grant_of(user_id: int | str | TicketGrant) -> TicketGrant:
 def _new_ticket(grant: TicketGrant, origin: str) -> tuple[str, str, int]:
     """Return a fresh ticket value, the record stored for it and its lifetime in seconds."""
     ticket = secrets.token_urlsafe(TICKET_BYTES)
-    return ticket, _record(grant, origin), get_settings().TICKET_TTL
-
-
-def _store_local(ticket: str, record: str, ttl: int) -> None:
-    _prune_local()
-    _local_tickets[_ticket_key(ticket)] = (time.monotonic() + ttl, record)
+    return ticket, ticket_record(grant, origin), get_settings().TICKET_TTL
 
 
 async def issue_ticket(user_id: int | str | TicketGrant, origin: str) -> str:
@@ -130,11 +78,11 @@ async def issue_ticket(user_id: int | str | TicketGrant, origin: str) -> str:
     ticket, record, ttl = _new_ticket(_grant_of(user_id), origin)
     client = get_redis()
     if client is None:
-        _store_local(ticket, record, ttl)
+        store_local_ticket(ticket, record, ttl)
         return ticket
     try:
         async with command_deadline():
-            await client.set(_ticket_key(ticket), record, ex=ttl)
+            await client.set(ticket_key(ticket), record, ex=ttl)
     except (redis.exceptions.RedisError, OSError) as exc:
         raise BackendUnavailable("tickets: Redis unavailable") from exc
     return ticket
@@ -145,10 +93,10 @@ def issue_ticket_sync(user_id: int | str | TicketGrant, origin: str) -> str:
     ticket, record, ttl = _new_ticket(_grant_of(user_id), origin)
     client = get_sync_redis()
     if client is None:
-        _store_local(ticket, record, ttl)
+        store_local_ticket(ticket, record, ttl)
         return ticket
     try:
-        client.set(_ticket_key(ticket), record, ex=ttl)
+        client.set(ticket_key(ticket), record, ex=ttl)
     except (redis.exceptions.RedisError, OSError) as exc:
         raise BackendUnavailable("tickets: Redis unavailable") from exc
     return ticket
@@ -164,29 +112,20 @@ async def consume_ticket(ticket: str, origin: str | None) -> TicketGrant | None:
     Raises:
         BackendUnavailable: Redis is configured but did not answer (fail closed).
     """
-    if not ticket or len(ticket) > MAX_TICKET_CHARS:
+    if not usable_ticket(ticket):
         return None
-    ticket_key = _ticket_key(ticket)
+    stored_key = ticket_key(ticket)
     client = get_redis()
     raw: Any
     if client is None:
-        entry = _local_tickets.pop(ticket_key, None)
-        raw = entry[1] if entry is not None and entry[0] > time.monotonic() else None
+        raw = take_local_ticket(stored_key)
     else:
         try:
             async with command_deadline():
-                raw = await client.getdel(ticket_key)
+                raw = await client.getdel(stored_key)
         except (redis.exceptions.RedisError, OSError) as exc:
             raise BackendUnavailable("tickets: Redis unavailable") from exc
-    if raw is None:
-        return None
-    parsed = _parse_record(raw)
-    if parsed is None:
-        return None
-    grant, bound_origin = parsed
-    if origin is None or not secrets.compare_digest(bound_origin, origin):
-        return None
-    return grant
+    return parse_grant(raw, origin)
 
 
 async def ticket_user(grant: TicketGrant) -> Any:
@@ -200,15 +139,10 @@ async def ticket_user(grant: TicketGrant) -> Any:
         Refused: ``credentials_invalid``, ``user_inactive``, ``token_revoked``,
             ``token_expired`` or ``session_expired``; ``BackendUnavailable`` (fail closed).
     """
-    from secure_ws.gate.tokens import active_user, check_session, password_fingerprint
+    from secure_ws.gate.tokens import active_user, check_grant, check_session
 
     user = await active_user(grant.user_id)
-    if grant.password_fingerprint is not None and not secrets.compare_digest(
-        grant.password_fingerprint, password_fingerprint(user.password)
-    ):
-        raise Refused(Reason.TOKEN_REVOKED, "password changed since the ticket was issued")
-    if grant.exp is not None and grant.exp <= time.time():
-        raise Refused(grant.expiry_reason, "the ticket's credential expired")
+    check_grant(grant, user)
     if grant.session_id:
         await check_session(grant.session_id)
     return user
@@ -251,12 +185,6 @@ def grant_for_request(request: Request) -> TicketGrant:
             fingerprint,
         )
     return TicketGrant(user_id, password_fingerprint=fingerprint)
-
-
-def _prune_local() -> None:
-    now = time.monotonic()
-    for stale in [k for k, (expires, _) in _local_tickets.items() if expires <= now]:
-        del _local_tickets[stale]
 
 
 class WebSocketTicketView(APIView):

@@ -14,6 +14,8 @@ for a token carrying a login-session id (``sid``), a session that was not revoke
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import import_module
@@ -25,6 +27,7 @@ from django.db import DatabaseError
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings, register_cache_clearer
 from secure_ws.exceptions import BackendUnavailable, Refused
+from secure_ws.gate.ticket_store import TicketGrant
 from secure_ws.gate.userstate import get_user_state, load_user
 
 #: Claim that carries the login-session id from the refresh token into its access tokens.
@@ -157,13 +160,23 @@ def _session_revocation() -> Any:
     return module
 
 
+async def session_revoked(session_id: str) -> bool:
+    """Return whether login session ``session_id`` logged out.
+
+    Raises:
+        BackendUnavailable: when revocation cannot be read (fail closed).
+    """
+    revoked: bool = await _session_revocation().is_session_revoked(session_id)
+    return revoked
+
+
 async def check_session(session_id: str) -> None:
     """Refuse a credential of login session ``session_id`` once that session logged out.
 
     Raises:
         Refused: ``token_revoked``; ``BackendUnavailable`` when revocation cannot be read.
     """
-    if await _session_revocation().is_session_revoked(session_id):
+    if await session_revoked(session_id):
         raise Refused(Reason.TOKEN_REVOKED, "login session revoked")
 
 
@@ -219,8 +232,25 @@ def active_user_sync(user_id: str) -> Any:
         raise BackendUnavailable("user state: database unavailable") from exc
 
 
+def check_grant(grant: TicketGrant, user: Any) -> None:
+    """Refuse a spent ticket whose identity changed since it was issued.
+
+    Raises:
+        Refused: ``token_revoked`` (password changed), ``token_expired`` or
+            ``session_expired`` (the issuing credential ended).
+    """
+    if grant.password_fingerprint is not None and not secrets.compare_digest(
+        grant.password_fingerprint, password_fingerprint(user.password)
+    ):
+        raise Refused(Reason.TOKEN_REVOKED, "password changed since the ticket was issued")
+    if grant.exp is not None and grant.exp <= time.time():
+        raise Refused(grant.expiry_reason, "the ticket's credential expired")
+
+
 @dataclass(frozen=True)
-class _Claims:
+class Claims:
+    """The claims every check needs, read from a decoded access token."""
+
     user_id: str
     exp: float
     jti: str | None
@@ -235,7 +265,7 @@ def _check_raw(raw_token: object) -> str:
     return raw_token
 
 
-def _claims(token: Any) -> _Claims:
+def _claims(token: Any) -> Claims:
     """Read the claims every check needs from a decoded token, refusing unusable ones."""
     from rest_framework_simplejwt.settings import api_settings
 
@@ -249,7 +279,7 @@ def _claims(token: Any) -> _Claims:
     session_id = token.get(SESSION_ID_CLAIM)
     if session_id is not None and (not isinstance(session_id, str) or len(session_id) > 128):
         raise Refused(Reason.CREDENTIALS_INVALID, "malformed sid claim")
-    return _Claims(str(user_id), float(exp), str(jti) if jti is not None else None, session_id)
+    return Claims(str(user_id), float(exp), str(jti) if jti is not None else None, session_id)
 
 
 def check_password_claim(token: Any, user: Any) -> None:
@@ -268,10 +298,38 @@ def check_password_claim(token: Any, user: Any) -> None:
             raise Refused(Reason.TOKEN_REVOKED, "password changed since the token was issued")
 
 
-def _validated(token: Any, claims: _Claims, user: Any) -> ValidatedToken:
+def _validated(token: Any, claims: Claims, user: Any) -> ValidatedToken:
     return ValidatedToken(
         user=user, exp=claims.exp, jti=claims.jti, session_id=claims.session_id, token=token
     )
+
+
+@dataclass(frozen=True)
+class DecodedToken:
+    """An access token whose signature and claims passed, before any user or state check."""
+
+    token: Any
+    claims: Claims
+
+
+async def decode_access_token(raw_token: str) -> DecodedToken:
+    """Decode and check ``raw_token`` with simplejwt (CPU only, except a sliding token).
+
+    Raises:
+        Refused: ``token_expired`` or ``credentials_invalid``.
+    """
+    token = await _decode_any(_check_raw(raw_token))
+    return DecodedToken(token, _claims(token))
+
+
+def accept_user(decoded: DecodedToken, user: Any) -> ValidatedToken:
+    """Return the validated token once ``user`` (from the user state) may use it.
+
+    Raises:
+        Refused: ``credentials_invalid``, ``user_inactive`` or ``token_revoked``.
+    """
+    check_password_claim(decoded.token, check_user(user))
+    return _validated(decoded.token, decoded.claims, user)
 
 
 async def validate_access_token(raw_token: str) -> ValidatedToken:

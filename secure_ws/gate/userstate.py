@@ -89,15 +89,21 @@ async def _read_generation(user_id: str) -> int:
     return int(value) if value is not None else 0
 
 
-async def get_user_state(user_id: str, lookup_field: str = "id") -> Any:
+async def get_user_state(
+    user_id: str, lookup_field: str = "id", generation: int | None = None
+) -> Any:
     """Return a private copy of the user whose ``lookup_field`` is ``user_id``, or ``None``.
+
+    ``generation`` is the user's generation when the caller already read it (the gate's
+    admission script does, in the handshake's one round trip); otherwise it is read here.
 
     Raises:
         Refused: ``credentials_invalid`` when ``user_id`` is not a valid value for the field.
         BackendUnavailable: Redis or the database could not be read (fail closed).
     """
     ttl = get_settings().USER_CACHE_TTL
-    generation = await _read_generation(user_id)
+    if generation is None:
+        generation = await _read_generation(user_id)
     now = time.monotonic()
     entry = _entries.get(user_id)
     if entry is None or entry.generation != generation or now - entry.fetched_at >= ttl:

@@ -304,17 +304,19 @@ async def test_validate_access_token_returns_the_contract(
     assert validated.exp == pytest.approx(AccessToken(token)["exp"])
 
 
+@pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:6379/0", None])
 async def test_token_of_a_revoked_session_is_refused(
     communicator: Any,
     demo_users: dict[str, Any],
     token_for: Any,
     caplog: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    redis_url: str | None,
 ) -> None:
-    async def revoked(session_id: str) -> bool:
-        return session_id == "dead"
-
-    monkeypatch.setattr(revocation, "is_session_revoked", revoked, raising=False)
+    # Revoked for real: with Redis the admission script reads the mark, without it the
+    # database row.
+    set_gate(settings, REDIS_URL=redis_url)
+    await database_sync_to_async(revocation.revoke_session)("dead")
     live = token_for(demo_users["alice"], sid="alive")
     assert (await attempt(communicator(gate(), subprotocols=bearer(live))))[0]
     dead = token_for(demo_users["alice"], sid="dead")
