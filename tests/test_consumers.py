@@ -938,3 +938,15 @@ def test_connection_info_still_escapes_client_text_with_slots() -> None:
     assert "\n" not in info.user_agent + info.path
     with pytest.raises(AttributeError):
         info.not_a_field = 1  # type: ignore[attr-defined]
+
+
+def test_connection_counters_are_plain_slots_and_only_client_text_is_escaped() -> None:
+    import types
+
+    info = ConnectionInfo(user_agent="evil\nagent")
+    info.username = "forged\r\nline"
+    assert "\n" not in info.user_agent
+    assert "\r" not in info.username
+    # Per-message counters go straight to their slot: no Python code per increment.
+    for name in ("messages_in", "messages_out", "bytes_in", "bytes_out", "violations"):
+        assert isinstance(vars(ConnectionInfo)[name], types.MemberDescriptorType), name
