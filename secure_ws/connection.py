@@ -64,7 +64,6 @@ class ConnectionInfo:
     close_reason: str = ""
 
 
-
 class _EscapedText:
     """A slot of :class:`ConnectionInfo` whose text is escaped as it is assigned.
 
