@@ -14,6 +14,7 @@ _LAZY = {
     "secure_websocket": "secure_ws.gate.stack",
     "SecureJsonWebsocketConsumer": "secure_ws.consumer.secure",
     "message_handler": "secure_ws.consumer.messages",
+    "event_handler": "secure_ws.consumer.dispatch",
     "FileEventConsumer": "secure_ws.contrib.files.consumer",
     "publish_file_event": "secure_ws.contrib.files.events",
     "get_settings": "secure_ws.conf",
@@ -23,6 +24,7 @@ __all__ = [
     "FileEventConsumer",
     "SecureJsonWebsocketConsumer",
     "__version__",
+    "event_handler",
     "get_settings",
     "message_handler",
     "publish_file_event",
@@ -31,6 +33,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from secure_ws.conf import get_settings
+    from secure_ws.consumer.dispatch import event_handler
     from secure_ws.consumer.messages import message_handler
     from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
     from secure_ws.contrib.files.consumer import FileEventConsumer
