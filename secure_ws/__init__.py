@@ -22,6 +22,7 @@ __all__ = [
     "Schema",
     "SecureJsonWebsocketConsumer",
     "__version__",
+    "event_handler",
     "get_settings",
     "message_handler",
     "secure_websocket",
@@ -29,6 +30,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from secure_ws.conf import get_settings
+    from secure_ws.consumer.dispatch import event_handler
     from secure_ws.consumer.messages import ClientMessage, Schema, message_handler
     from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
     from secure_ws.gate.stack import secure_websocket
@@ -49,6 +51,10 @@ def __getattr__(name: str) -> Any:
         from secure_ws.consumer import messages
 
         return getattr(messages, name)
+    if name == "event_handler":
+        from secure_ws.consumer.dispatch import event_handler
+
+        return event_handler
     if name == "get_settings":
         from secure_ws.conf import get_settings
 

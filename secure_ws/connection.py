@@ -63,12 +63,33 @@ class ConnectionInfo:
     #: The reason code of a close the server decided (``revoked``, ``slow_consumer``, ...).
     close_reason: str = ""
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Escaping here, not at each log call, covers every writer: the gate, consumers,
-        # the audit sink and anything a project adds later.
-        if name in _CLIENT_TEXT_FIELDS and isinstance(value, str):
+
+class _EscapedText:
+    """A slot of :class:`ConnectionInfo` whose text is escaped as it is assigned.
+
+    Escaping on assignment, not at each log call, covers every writer: the gate, consumers,
+    the audit sink and anything a project adds later. Only the client text fields get this
+    descriptor; the counters the consumer bumps per message stay plain slots.
+    """
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return self.slot.__get__(obj, objtype)
+
+    def __set__(self, obj: object, value: Any) -> None:
+        if isinstance(value, str):
             value = escape_for_log(value)
-        object.__setattr__(self, name, value)
+        self.slot.__set__(obj, value)
+
+
+for _name in _CLIENT_TEXT_FIELDS:
+    setattr(ConnectionInfo, _name, _EscapedText(vars(ConnectionInfo)[_name]))
 
 
 def get_connection_info(scope: dict[str, Any]) -> ConnectionInfo:

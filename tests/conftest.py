@@ -146,16 +146,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """Stop this process's audit writer before the test database is dropped.
+    """Stop this process's audit writer and close thread connections before the drop.
 
-    Its background thread may hold a connection mid-flush, and PostgreSQL refuses to drop a
-    database that is in use.
+    Its background thread may hold a connection mid-flush, so may Channels' database thread,
+    and PostgreSQL refuses to drop a database that is in use.
     """
     yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
     from secure_ws.audit.writer import stop_writer
 
     with django_db_blocker.unblock():
         stop_writer()
+        # Consumers close stale connections at most once a second (secure_ws.consumer.
+        # audited), so the thread async tests run ORM calls in may still hold one.
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture(autouse=True)

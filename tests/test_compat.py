@@ -196,3 +196,72 @@ def test_django_signal_still_has_the_robust_failure_hook() -> None:
         "Django renamed Signal._log_robust_failure: fix compat.SignalWithoutFailureLog"
     )
     assert "_log_robust_failure" in vars(SignalWithoutFailureLog)
+
+
+# ---------------------------------------------------------------------- Channels' consumer
+# secure_ws.consumer.dispatch re-implements AsyncConsumer.__call__ (client frames must never
+# reach dispatch()). These pin what that re-implementation relies on.
+
+
+async def test_channels_dispatch_still_maps_any_type_to_the_method_of_that_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Why the receive loop is ours: Channels' dispatch runs whatever method a type names."""
+    from channels.consumer import AsyncConsumer
+
+    async def no_hop() -> None:
+        pass
+
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", no_hop)
+    reached: list[str] = []
+
+    class Probe(AsyncConsumer):  # type: ignore[misc]
+        async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+            reached.append(message["type"])
+
+    # A channel-layer event and a client message take the same path in Channels.
+    await Probe().dispatch({"type": "websocket.disconnect"})
+    assert reached == ["websocket.disconnect"], (
+        "channels' AsyncConsumer.dispatch no longer maps types to methods: "
+        "secure_ws.consumer.dispatch may no longer need its own receive loop"
+    )
+
+
+async def test_channels_consumer_call_sets_only_the_attributes_our_loop_sets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our loop sets scope, base_send, channel_layer (and the channel lazily): nothing else."""
+    from channels.exceptions import StopConsumer
+    from channels.generic.websocket import AsyncWebsocketConsumer
+    from channels.layers import InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer()
+    monkeypatch.setattr("channels.consumer.get_channel_layer", lambda alias: layer)
+
+    async def no_hop() -> None:
+        pass
+
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", no_hop)
+    seen: set[str] = set()
+
+    class Probe(AsyncWebsocketConsumer):  # type: ignore[misc]
+        async def websocket_connect(self, message: dict[str, Any]) -> None:
+            seen.update(vars(self))
+            raise StopConsumer()
+
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    inbox.put_nowait({"type": "websocket.connect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    probe = Probe()
+    before = set(vars(probe))
+    await asyncio.wait_for(probe({"type": "websocket"}, inbox.get, send), 5)
+    assert seen - before == {
+        "scope",
+        "base_send",
+        "channel_layer",
+        "channel_name",
+        "channel_receive",
+    }, "channels' AsyncConsumer.__call__ sets other attributes: update SplitDispatchConsumer"

@@ -20,12 +20,13 @@ from pydantic import StringConstraints
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
+from secure_ws.consumer.dispatch import event_handler
 from secure_ws.consumer.messages import ClientMessage, EmptyPayload, Schema, message_handler
 from secure_ws.consumer.permissions import IsAdminUser
 from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
 from secure_ws.sessions.pubsub import send_user_event
 from secure_ws.sessions.registry import ConnectionRegistry, get_registry
-from secure_ws.sessions.revocation import kick_session, kick_user
+from secure_ws.sessions.revocation import kick_channel, kick_session, kick_user
 from secure_ws.state import close_redis
 from tests.consumer_helpers import (
     communicator,
@@ -60,6 +61,7 @@ class SampleConsumer(SecureJsonWebsocketConsumer):
         """Only staff may send this."""
         await self.send_message("ack", None, id=message.id)
 
+    @event_handler
     async def sample_event(self, event: dict[str, Any]) -> None:
         """A channel-layer event handler (Channels naming)."""
         await self.send_message("sampled", {"n": event.get("n")})
@@ -376,14 +378,64 @@ async def test_a_handler_exception_is_logged_answered_generically_and_survived(
     await comm.disconnect()
 
 
-async def test_channel_layer_events_cannot_name_client_or_internal_handlers() -> None:
-    comm = await open_()
+class ChannelledConsumer(SampleConsumer):
+    """Joins a group, so it has a channel-layer channel of its own."""
+
+    groups = ["sample-events"]
+
+    async def not_an_event(self, event: dict[str, Any]) -> None:
+        """A public method that is not marked ``@event_handler``."""
+        await self.send_message("reached", None)
+
+
+async def test_channel_layer_events_reach_only_methods_marked_event_handler() -> None:
+    comm = await open_(ChannelledConsumer)
+    channel = comm.scope["secure_ws"].channel_name
+    assert channel
     layer = get_channel_layer()
-    for event_type in ("handle.ping", "websocket.disconnect", "close", "send_message"):
-        await layer.send(comm.scope["secure_ws"].channel_name, {"type": event_type})
-    await layer.send(comm.scope["secure_ws"].channel_name, {"type": "sample.event", "n": 3})
+    for event_type in (
+        "handle.ping",
+        "websocket.disconnect",
+        "close",
+        "send_message",
+        "on_open",
+        "not.an.event",
+        "not_an_event",
+    ):
+        await layer.send(channel, {"type": event_type})
+    await layer.send(channel, {"type": "sample.event", "n": 3})
     assert await receive_frame(comm) == {"type": "sampled", "payload": {"n": 3}}
     assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    await comm.disconnect()
+
+
+def test_client_and_transport_handlers_cannot_be_marked_event_handlers() -> None:
+    async def handle_ping(event: dict[str, Any]) -> None:
+        pass
+
+    async def websocket_receive(event: dict[str, Any]) -> None:
+        pass
+
+    for method in (handle_ping, websocket_receive):
+        with pytest.raises(TypeError):
+            event_handler(method)
+
+
+async def test_a_consumer_that_joins_no_group_makes_no_channel_layer_channel(
+    redis_client: Any,
+) -> None:
+    comm = await open_()
+    assert (await request(comm, {"type": "ping"}))["type"] == "pong"
+    assert comm.scope["secure_ws"].channel_name == ""
+    await comm.disconnect()
+
+
+async def test_kick_channel_closes_a_connection_that_has_a_channel() -> None:
+    comm = await open_(ChannelledConsumer)
+    await kick_channel(comm.scope["secure_ws"].channel_name)
+    frame, close = await error_then_close(comm)
+    assert frame["payload"]["code"] == Reason.REVOKED.value
+    assert close["code"] == CloseCode.FORBIDDEN
     await comm.disconnect()
 
 
@@ -458,6 +510,7 @@ class SlowToUnwindLayer(InMemoryChannelLayer):  # type: ignore[misc]
 
 class SlowLayerConsumer(SampleConsumer):
     channel_layer_alias = "slow_to_unwind"
+    groups = ["slow"]  # a channel, so there is a channel-layer receive to cancel
 
 
 async def test_a_slow_to_unwind_channel_layer_delays_neither_the_end_nor_its_audit(
@@ -762,7 +815,7 @@ async def test_a_failing_channel_layer_closes_the_connection_1013(
         raise ConnectionError("redis went away")
 
     monkeypatch.setattr(layer, "receive", broken_receive)
-    comm = await open_()
+    comm = await open_(ChannelledConsumer)  # a connection with a channel-layer receive
     frame, close = await error_then_close(comm)
     assert frame["payload"]["code"] == Reason.BACKEND_UNAVAILABLE
     assert close["code"] == CloseCode.TRY_AGAIN_LATER
@@ -887,3 +940,15 @@ def test_connection_info_still_escapes_client_text_with_slots() -> None:
     assert "\n" not in info.user_agent + info.path
     with pytest.raises(AttributeError):
         info.not_a_field = 1  # type: ignore[attr-defined]
+
+
+def test_connection_counters_are_plain_slots_and_only_client_text_is_escaped() -> None:
+    import types
+
+    info = ConnectionInfo(user_agent="evil\nagent")
+    info.username = "forged\r\nline"
+    assert "\n" not in info.user_agent
+    assert "\r" not in info.username
+    # Per-message counters go straight to their slot: no Python code per increment.
+    for name in ("messages_in", "messages_out", "bytes_in", "bytes_out", "violations"):
+        assert isinstance(vars(ConnectionInfo)[name], types.MemberDescriptorType), name

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +40,7 @@ from secure_ws.codes import CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
 from secure_ws.consumer.backpressure import SLOW_CLOSE_GRACE, OutputBound
 from secure_ws.consumer.dispatch import SplitDispatchConsumer
+from secure_ws.consumer.fanout import install_drop_monitor
 from secure_ws.consumer.messages import AuthExpiringPayload
 from secure_ws.consumer.timers import ConnectionTimers
 from secure_ws.consumer.traffic import ConnectionTraffic
@@ -64,6 +66,29 @@ _CLOSE_DETAILS: dict[Reason, str] = {
     Reason.BACKEND_UNAVAILABLE: "Try again later.",
     Reason.SLOW_CONSUMER: "Too much unread output.",
 }
+
+
+#: Seconds between two ``aclose_old_connections()`` of one process (see below).
+DB_CLEANUP_INTERVAL = 1.0
+_db_cleanup_due = 0.0
+
+
+async def _close_old_database_connections() -> None:
+    """Close stale database connections at most once per :data:`DB_CLEANUP_INTERVAL`.
+
+    Channels does it (a thread hop) before every handler; per connection end it was a
+    measurable share of a handshake. The database thread is one per process, so once per
+    interval keeps ``CONN_MAX_AGE`` honoured without a hop per connection.
+    """
+    global _db_cleanup_due
+    now = time.monotonic()
+    if now < _db_cleanup_due:
+        return
+    _db_cleanup_due = now + DB_CLEANUP_INTERVAL
+    try:
+        await aclose_old_connections()
+    except Exception:
+        logger.warning("closing old database connections failed")
 
 
 class AuditedConsumer(SplitDispatchConsumer):
@@ -135,6 +160,11 @@ class AuditedConsumer(SplitDispatchConsumer):
         """Log and count a failing channel-layer event handler."""
         self._count_handler_error(f"event {kind!s:.64}")
 
+    def channel_opened(self, name: str) -> None:
+        """Record the connection's channel-layer channel (what ``kick_channel`` names)."""
+        self.connection.channel_name = name
+        install_drop_monitor()
+
     async def channel_layer_failed(self, exc: BaseException | None) -> None:
         """Close the connection: its groups and ``kick_channel`` cannot reach it (fail closed)."""
         logger.warning(
@@ -151,7 +181,7 @@ class AuditedConsumer(SplitDispatchConsumer):
         """Add this connection to ``group``; it leaves it again when the connection ends."""
         if group in self._joined_groups:
             return
-        await self.channel_layer.group_add(group, self.channel_name)
+        await self.channel_layer.group_add(group, await self.open_channel())
         self._joined_groups.append(group)
 
     async def leave_group(self, group: str) -> None:
@@ -404,7 +434,4 @@ class AuditedConsumer(SplitDispatchConsumer):
             with self._audit_guard():
                 self._audit_sink().connection_closed(self.connection, int(code))
             await signals.send(signals.connection_closed, info=self.connection, close_code=code)
-        try:
-            await aclose_old_connections()
-        except Exception:
-            logger.warning("closing old database connections failed")
+        await _close_old_database_connections()

@@ -1,39 +1,51 @@
-"""A Channels consumer that keeps client messages and channel-layer events apart.
+"""The consumer's receive loop: client messages and channel-layer events kept apart.
 
-Channels merges the client's ASGI messages and channel-layer events into one
-``dispatch()`` that maps any ``type`` to a method. :class:`SplitDispatchConsumer` reads
-the two sources separately instead:
+Why this re-implements Channels' ``AsyncConsumer.__call__``: Channels reads the client's
+ASGI messages and channel-layer events into one ``dispatch()`` that maps any ``type`` to
+the method of that name, so a channel-layer event typed ``websocket.disconnect`` or
+``close`` would run that method (``tests/test_compat.py`` pins that upstream behaviour;
+if it changes, this loop may become unnecessary). :class:`SplitDispatchConsumer` reads the
+two sources separately instead:
 
 - client (transport) messages only ever reach ``websocket_connect``, ``websocket_receive``
   and ``websocket_disconnect``;
-- channel-layer events keep Channels' naming (``"chat.line"`` → ``chat_line``) but can
-  never reach a ``handle_`` or ``websocket_`` method or a name in
-  :attr:`~SplitDispatchConsumer.reserved_event_handlers`; an event without a handler is
-  dropped and reported instead of killing the connection (Channels raises ``ValueError``);
+- channel-layer events reach only methods marked :func:`event_handler` (an allow-list, with
+  Channels' naming: ``"chat.line"`` runs ``chat_line``); any other type is dropped and
+  reported instead of killing the connection (Channels raises ``ValueError``);
+- the channel-layer channel is created lazily, at the first :meth:`open_channel` (the
+  first group joined): a connection that never joins a group costs no ``new_channel()``,
+  no receive task and no receive buffer; revocation reaches it through the per-process
+  registry (:mod:`secure_ws.sessions`);
 - a failing channel-layer receive is reported to :meth:`channel_layer_failed` while the
   client keeps being served;
 - events delivered in-process (:meth:`deliver_event`, how the connection registry hands
   over per-user events) go through the same event dispatch, in the same loop, so they
   never run beside a client message;
 - :meth:`finish` runs however the loop ends, including cancellation.
+
+It also skips the thread hop Channels' ``dispatch()`` makes before every handler
+(``aclose_old_connections``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 Message = dict[str, Any]
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
 
 #: Longest channel-layer event type that is looked up at all.
 MAX_EVENT_TYPE_CHARS = 100
 
+#: Method-name prefixes that can never be event handlers (client and transport handlers).
+_NEVER_EVENTS = ("_", "handle_", "websocket_")
 
 #: Seconds a consumer waits for its cancelled sources before leaving them to finish alone.
 #: A channels-redis receive cancelled in the middle of a Redis command can take a second
@@ -42,6 +54,32 @@ REAP_WAIT = 0.1
 
 # Cancelled sources still unwinding: the loop holds only weak references to tasks.
 _unwinding: set[asyncio.Future[Any]] = set()
+
+
+def event_handler(method: Handler) -> Handler:
+    """Allow channel-layer events of ``method``'s type to run it (``chat_line``: ``chat.line``).
+
+    Only marked methods can be reached by an event; a subclass that overrides one keeps it
+    allowed. ``handle_*`` and ``websocket_*`` methods cannot be marked.
+
+    Raises:
+        TypeError: ``method`` is a client or transport handler, or a private method.
+    """
+    name = getattr(method, "__name__", "")
+    if name.startswith(_NEVER_EVENTS):
+        raise TypeError(f"{name} cannot be a channel-layer event handler")
+    method.__secure_ws_event__ = True  # type: ignore[attr-defined]
+    return method
+
+
+def collect_event_handlers(cls: type) -> frozenset[str]:
+    """Return the names of ``cls``'s methods marked :func:`event_handler`, inherited too."""
+    names: set[str] = set()
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if getattr(value, "__secure_ws_event__", False):
+                names.add(name)
+    return frozenset(names)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -63,79 +101,94 @@ async def _reap(tasks: list[asyncio.Future[Any]]) -> None:
             _retrieve(task)
 
 
-async def _never() -> Message:
-    # Stands in for a failed channel-layer receive so the loop keeps serving the client.
-    await asyncio.Event().wait()
-    return {}
-
-
 class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """``AsyncWebsocketConsumer`` with separate dispatch for client messages and events."""
 
-    #: Method names a channel-layer event may never name (the consumer's own machinery).
-    reserved_event_handlers: ClassVar[frozenset[str]] = frozenset()
+    #: Method names channel-layer events may run (collected from :func:`event_handler`).
+    event_handlers: ClassVar[frozenset[str]] = frozenset()
+    #: The channel-layer channel, once :meth:`open_channel` made it ("" until then).
+    channel_name: str = ""
+    #: Completed to wake the loop (a source finished, or an event was delivered).
+    _wake: asyncio.Future[None] | None = None
     #: Events delivered in-process, waiting for the loop (a list only once one arrives).
     _inbox: list[Message] | None = None
-    #: Completed by :meth:`deliver_event` to wake the loop (exists while serving).
-    _inbox_ready: asyncio.Future[None] | None = None
+    #: The running channel-layer receive (None: no channel yet, or its receive failed).
+    _channel_task: asyncio.Future[Message] | None = None
+    _channel_failed: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.event_handlers = collect_event_handlers(cls)
 
     def deliver_event(self, event: Message) -> None:
         """Queue ``event`` for :meth:`dispatch_event` in this consumer's own loop.
 
         Only server code calls it (the connection registry); it is never fed client data.
         """
-        ready = self._inbox_ready
-        if ready is None:
+        if self._wake is None:
             return  # not serving (yet, or any more)
         if self._inbox is None:
             self._inbox = []
         self._inbox.append(event)
-        if not ready.done():
-            ready.set_result(None)
+        self._wake_up()
+
+    def _wake_up(self, _done: object = None) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def open_channel(self) -> str:
+        """Return this connection's channel-layer channel, creating it on first use.
+
+        From then on the loop also reads channel-layer events (groups, ``kick_channel``).
+        """
+        if not self.channel_name:
+            if self._channel_failed:
+                raise RuntimeError("the channel-layer receive failed")
+            name = await self.channel_layer.new_channel()
+            self.channel_name = name
+            self.channel_receive = functools.partial(self.channel_layer.receive, name)
+            self.channel_opened(name)
+            if self._wake is not None:
+                self._receive_channel()
+        return self.channel_name
+
+    def _receive_channel(self) -> None:
+        task: asyncio.Future[Message] = asyncio.ensure_future(self.channel_receive())
+        task.add_done_callback(self._wake_up)
+        self._channel_task = task
 
     async def __call__(self, scope: Message, receive: Any, send: Any) -> None:
         """Serve one connection until the consumer stops."""
         self.scope = scope
         self.base_send = send
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources: list[Callable[[], Awaitable[Message]]] = [receive]
-        dispatchers: list[Callable[[Message], Coroutine[Any, Any, None]]] = [
-            self.dispatch_transport
-        ]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-            dispatchers.append(self.dispatch_event)
-        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(source()) for source in sources]
-        # The in-process inbox: one future (no task) that deliver_event() completes.
         loop = asyncio.get_running_loop()
-        self._inbox_ready = loop.create_future()
-        tasks.append(self._inbox_ready)
-        inbox_index = len(tasks) - 1
+        self._wake = loop.create_future()
+        client: asyncio.Future[Message] = asyncio.ensure_future(receive())
+        client.add_done_callback(self._wake_up)
+        if self.channel_name:
+            self._receive_channel()
         try:
             while True:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for index, task in enumerate(tasks):
-                    if not task.done():
-                        continue
-                    if index == inbox_index:
-                        self._inbox_ready = tasks[index] = loop.create_future()
-                        events, self._inbox = self._inbox or [], None
-                        for event in events:
-                            await self.dispatch_event(event)
-                        continue
-                    if index and task.exception() is not None:
-                        await self.channel_layer_failed(task.exception())
-                        tasks[index] = asyncio.ensure_future(_never())
-                        continue
-                    message = task.result()
-                    await dispatchers[index](message)
-                    tasks[index] = asyncio.ensure_future(sources[index]())
+                await self._wake
+                self._wake = loop.create_future()
+                if client.done():
+                    message = client.result()
+                    await self.dispatch_transport(message)
+                    client = asyncio.ensure_future(receive())
+                    client.add_done_callback(self._wake_up)
+                events, self._inbox = self._inbox, None
+                for event in events or ():
+                    await self.dispatch_event(event)
+                channel = self._channel_task
+                if channel is not None and channel.done():
+                    await self._channel_done(channel)
         except StopConsumer:
             pass
         finally:
-            self._inbox = self._inbox_ready = None
+            self._inbox = self._wake = None
+            tasks = [task for task in (client, self._channel_task) if task is not None]
             for task in tasks:
                 task.cancel()
             try:
@@ -144,6 +197,15 @@ class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 await self.finish()
             finally:
                 await _reap(tasks)
+
+    async def _channel_done(self, channel: asyncio.Future[Message]) -> None:
+        if channel.exception() is not None:
+            self._channel_task = None
+            self._channel_failed = True
+            await self.channel_layer_failed(channel.exception())
+            return
+        self._receive_channel()
+        await self.dispatch_event(channel.result())
 
     async def dispatch_transport(self, message: Message) -> None:
         """Route a client ASGI message to its ``websocket_*`` method; ignore anything else."""
@@ -155,22 +217,20 @@ class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         elif kind == "websocket.disconnect":
             await self.websocket_disconnect(message)
 
-    def event_handler(self, kind: object) -> Callable[[Message], Awaitable[None]] | None:
+    def handler_for_event(self, kind: object) -> Callable[[Message], Awaitable[None]] | None:
         """Return the method that handles channel-layer event type ``kind``, if allowed."""
         if not isinstance(kind, str) or len(kind) > MAX_EVENT_TYPE_CHARS:
             return None
         name = kind.replace(".", "_")
-        if name.startswith(("_", "handle_", "websocket_")):
+        if name not in self.event_handlers:
             return None
-        if name in type(self).reserved_event_handlers:
-            return None
-        handler = getattr(self, name, None)
-        return handler if callable(handler) else None
+        handler: Callable[[Message], Awaitable[None]] = getattr(self, name)
+        return handler
 
     async def dispatch_event(self, event: Message) -> None:
         """Run the handler of a channel-layer event; a failure never ends the connection."""
         kind = event.get("type") if isinstance(event, dict) else None
-        handler = self.event_handler(kind)
+        handler = self.handler_for_event(kind)
         if handler is None:
             self.event_dropped(kind)
             return
@@ -180,6 +240,9 @@ class SplitDispatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             raise
         except Exception:
             self.event_failed(kind)
+
+    def channel_opened(self, name: str) -> None:
+        """Note the new channel-layer channel ``name`` (for the audit record)."""
 
     def event_dropped(self, kind: object) -> None:
         """Report a channel-layer event that names no allowed handler."""

@@ -32,7 +32,7 @@ from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
 from secure_ws.conf import get_settings
 from secure_ws.connection import SCOPE_KEY, ConnectionInfo, get_connection_info
 from secure_ws.consumer.audited import AuditedConsumer
-from secure_ws.consumer.fanout import install_drop_monitor
+from secure_ws.consumer.dispatch import collect_event_handlers, event_handler
 from secure_ws.consumer.limits import SETTING_LIMITS, ConnectionLimits, shared_limits
 from secure_ws.consumer.messages import (
     AckPayload,
@@ -180,7 +180,6 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         await self.accept(APP_SUBPROTOCOL)
         self._accepted = True
         self.attach_output()
-        install_drop_monitor()
         info = self.connection
         with self._audit_guard():
             self._audit_sink().connection_opened(info)
@@ -212,7 +211,6 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
             self.connection = get_connection_info(scope)
             raise Refused(Reason.NOT_AUTHENTICATED, "consumer is not behind secure_websocket()")
         self.connection = info
-        info.channel_name = getattr(self, "channel_name", "")
         user = scope.get("user")
         if user is not None and user.is_authenticated:
             if info.user_id is None or str(user.pk) != str(info.user_id):
@@ -228,7 +226,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         await self.check_connection()
         for group in self.get_groups():
             try:
-                await self.channel_layer.group_add(group, self.channel_name)
+                await self.channel_layer.group_add(group, await self.open_channel())
             except Exception as exc:
                 raise Refused(Reason.BACKEND_UNAVAILABLE, "channel layer group_add failed") from exc
             self._joined_groups.append(group)
@@ -328,6 +326,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
 
     # ------------------------------------------------------------------ lifecycle
 
+    @event_handler
     async def secure_ws_revoke(self, event: Message) -> None:
         """Channel-layer event ``secure_ws.revoke``: close with 4403 ``revoked``."""
         await self.close_with(CloseCode.FORBIDDEN, Reason.REVOKED)
@@ -385,9 +384,4 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
 
 
 SecureJsonWebsocketConsumer._collect_messages()
-SecureJsonWebsocketConsumer.reserved_event_handlers = frozenset(
-    name
-    for klass in SecureJsonWebsocketConsumer.__mro__
-    for name in vars(klass)
-    if name != "secure_ws_revoke"
-)
+SecureJsonWebsocketConsumer.event_handlers = collect_event_handlers(SecureJsonWebsocketConsumer)

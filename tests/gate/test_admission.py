@@ -137,8 +137,8 @@ async def test_revoked_session_takes_no_slot_and_the_generation_is_read(
 
 
 def test_the_script_names_the_keys_revocation_and_user_state_write() -> None:
-    from secure_ws.sessions import revocation
     from secure_ws.gate import userstate
+    from secure_ws.sessions import revocation
 
     assert revocation._session_key("x") == key("revoked_sid", "x")
     assert userstate._generation_key("7") == key("usergen", "7")

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from secure_ws.codes import ErrorCode
 from secure_ws.conf import get_settings, register_cache_clearer
+from secure_ws.consumer.dispatch import event_handler
 from secure_ws.consumer.limits import TokenBucket
 from secure_ws.consumer.messages import ClientMessage, message_handler
 from secure_ws.consumer.permissions import BasePermission, IsAuthenticated
@@ -263,6 +264,7 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
         )
         await self.send_message("folder.state", state, id=message.id)
 
+    @event_handler
     async def secure_ws_file_event(self, event: dict[str, Any]) -> None:
         """Channel-layer ``secure_ws.file_event``: forward it to a subscribed client."""
         kind = event.get("event")
@@ -283,6 +285,7 @@ class FileEventConsumer(SecureJsonWebsocketConsumer):
 
     # ------------------------------------------------------------------ read access over time
 
+    @event_handler
     async def secure_ws_folder_access(self, event: dict[str, Any]) -> None:
         """Channel-layer ``secure_ws.folder_access``: re-check read access to one folder now."""
         folder = event.get("folder")
