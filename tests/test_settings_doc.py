@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from secure_ws import conf_doc
 from secure_ws.conf import DEFAULTS, SecureWSSettings, setting_specs, validate
-from secure_ws.conf_fields import SettingSpec
+from secure_ws.conf import doc as conf_doc
+from secure_ws.conf.rules import SettingSpec
 
 
 def test_committed_settings_page_is_the_generated_one() -> None:
