@@ -36,7 +36,9 @@ def raise_fd_limit() -> int:
 
 
 def _target(job: Job, port: int | None = None) -> Target:
-    return Target(port=port or job["port"], path=job["path"], auth=job["auth"])
+    return Target(
+        port=port or job["port"], path=job["path"], auth=job["auth"], source=job.get("source")
+    )
 
 
 def _token(job: Job, index: int) -> str | None:

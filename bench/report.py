@@ -1,4 +1,4 @@
-"""Ratios against the floor, the targets, the Markdown report and the chart."""
+"""The Markdown report (tables with ratios against the floor, the targets) and the chart."""
 
 from __future__ import annotations
 
@@ -6,110 +6,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.targets import ratio, rows_of, value
+
 Row = dict[str, Any]
-
-
-def _rows(results: dict[str, Any], scenario: str) -> list[Row]:
-    rows: list[Row] = results.get(scenario, {}).get("rows", [])
-    return rows
-
-
-def _value(rows: list[Row], stack: str, level: int, field: str) -> float:
-    for row in rows:
-        if row["stack"] == stack and row["level"] == level:
-            return float(row[field])
-    return float("nan")
-
-
-def _peak(rows: list[Row], stack: str, field: str = "rate") -> float:
-    values = [float(r[field]) for r in rows if r["stack"] == stack]
-    return max(values) if values else float("nan")
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
-
-
-def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target of issue 8 as (name, measured ratio, bound, met)."""
-    checks: list[dict[str, Any]] = []
-
-    def check(name: str, value: float, bound: float, higher_is_better: bool = True) -> None:
-        met = (value >= bound) if higher_is_better else (value <= bound)
-        checks.append(
-            {
-                "target": name,
-                "value": value,
-                "bound": f"{'>=' if higher_is_better else '<='} {bound}",
-                "met": bool(met) and not math.isnan(value),
-            }
-        )
-
-    hs = _rows(results, "handshake")
-    if hs:
-        check(
-            "handshake/s secure vs floor (peak)",
-            _ratio(_peak(hs, "secure"), _peak(hs, "floor")),
-            0.8,
-        )
-        check(
-            "handshake/s secure vs DIY (peak)", _ratio(_peak(hs, "secure"), _peak(hs, "diy")), 1.0
-        )
-        check(
-            "handshake/s secure vs CATM SimpleJWT middleware (peak)",
-            _ratio(_peak(hs, "secure"), _peak(hs, "catm")),
-            1.5,
-        )
-        check(
-            "handshake/s audit on vs off (peak)",
-            _ratio(_peak(hs, "secure"), _peak(hs, "secure-noaudit")),
-            0.95,
-        )
-    msg = _rows(results, "messages")
-    if msg:
-        check(
-            "messages/s secure vs floor (peak)",
-            _ratio(_peak(msg, "secure"), _peak(msg, "floor")),
-            0.9,
-        )
-    fan = _rows(results, "fanout")
-    if fan:
-        for level in results["fanout"]["levels"]:
-            if level < 1000:
-                continue
-            check(
-                f"fan-out deliveries/s secure vs floor ({level} subs)",
-                _ratio(_value(fan, "secure", level, "rate"), _value(fan, "floor", level, "rate")),
-                0.9,
-            )
-            check(
-                f"fan-out p99 secure vs floor ({level} subs)",
-                _ratio(
-                    _value(fan, "secure", level, "p99_ms"), _value(fan, "floor", level, "p99_ms")
-                ),
-                1.1,
-                higher_is_better=False,
-            )
-    mem = _rows(results, "memory")
-    if mem:
-        levels = results["memory"]["levels"]
-        for level in levels:
-            check(
-                f"memory/conn secure vs floor ({level} conns)",
-                _ratio(
-                    _value(mem, "secure", level, "kib_per_conn"),
-                    _value(mem, "floor", level, "kib_per_conn"),
-                ),
-                1.2,
-                higher_is_better=False,
-            )
-        top = levels[-1]
-        held = next(
-            (r.get("held_at_end", 0) for r in mem if r["stack"] == "secure" and r["level"] == top),
-            0,
-        )
-        check(f"connections held by one daphne (of {top})", float(held) / top, 1.0)
-    return checks
+_rows = rows_of
 
 
 def _fmt(value: Any) -> str:
@@ -128,19 +28,51 @@ def _table(rows: list[Row], columns: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
+def _floor_of(stack: str) -> str:
+    """The floor a stack is compared with: the plain consumer on the same server."""
+    return "floor-uvicorn" if stack.endswith("-uvicorn") else "floor"
+
+
 def _with_ratio(rows: list[Row], field: str) -> list[Row]:
     out = []
     for row in rows:
-        floor = _value(rows, "floor", row["level"], field)
-        out.append({**row, "vs_floor": _ratio(float(row[field]), floor)})
+        floor = value(rows, _floor_of(row["stack"]), row["level"], field)
+        out.append({**row, "vs_floor": ratio(float(row[field]), floor)})
     return out
+
+
+def _target_rows(checks: list[Row]) -> list[Row]:
+    rows = []
+    for check in checks:
+        met = {True: "yes", False: "**no**", None: ""}[check["met"]]
+        if not check["measured"]:
+            met = "not measured"
+        per_round = ", ".join(_fmt(v) for v in check["rounds"] if not math.isnan(v))
+        rows.append({**check, "met": met, "per_round": per_round or "n/a"})
+    return rows
+
+
+def render_targets(checks: list[Row], rounds: int) -> list[str]:
+    """The targets table (Markdown; also printed at the end of a run)."""
+    lines = [f"Targets (issue 12): median over {rounds} alternating round(s)", ""]
+    return lines + _table(
+        _target_rows(checks),
+        [("target", "target"), ("value", "measured (median)"), ("per_round", "per round"),
+         ("bound", "target"), ("met", "met"), ("note", "note")],
+    )  # fmt: skip
 
 
 def render_markdown(results: dict[str, Any], machine: dict[str, Any], chart: str | None) -> str:
     """The results page: machine, one table per scenario with ratios, the targets."""
     lines = [f"# secure_ws benchmark — {results['started']}", ""]
+    mode = "quick" if results["quick"] else "full"
+    if results.get("connections_mode"):
+        mode = "many connections"
+    rounds = len(results.get("rounds", [])) or 1
     lines.append(
-        f"Mode: {'quick (smoke run, not for comparison)' if results['quick'] else 'full'}. "
+        f"Mode: {mode}; {rounds} alternating round(s) (stacks forward, then reversed), "
+        f"{results.get('seconds', '?')} s. Every figure below is the median over the rounds; "
+        "x floor compares with the plain consumer on the same server (daphne or uvicorn)."
     )
     lines.append(
         "Machine: {nproc} CPUs ({cpu}), {memory_gib} GiB; Python {python}, Django {django}, "
@@ -187,13 +119,10 @@ def render_markdown(results: dict[str, Any], machine: dict[str, Any], chart: str
         )  # fmt: skip
         lines.append("")
     lines += ["## Targets", ""]
-    lines += _table(
-        evaluate_targets(results),
-        [("target", "target"), ("value", "measured"), ("bound", "bound"), ("met", "met")],
-    )
+    lines += render_targets(results.get("targets", []), rounds)
     if chart:
         lines += ["", f"![chart]({chart})"]
-    lines += ["", "Reproduce: `python -m bench` (add `--quick` for a smoke run)."]
+    lines += ["", "Reproduce: `bench/run` (`--quick`: about 6 minutes)."]
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +154,7 @@ def render_chart(results: dict[str, Any], path: Path) -> bool:
             ax.set_xscale("log")
             ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-    fig.suptitle("secure_ws vs plain Channels (floor) and the DIY JWT stack")
+    fig.suptitle("secure_ws vs plain Channels (floor) and channels-auth-token-middlewares (catm)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
