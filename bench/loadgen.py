@@ -125,7 +125,9 @@ async def _open_many(
     job: Job, count: int, start_index: int, opened: list[RawWebSocket], failures: dict[str, int]
 ) -> None:
     ports: list[int] = job.get("ports") or [job["port"]]
-    semaphore = asyncio.Semaphore(job.get("open_concurrency", 64))
+    # Under daphne's listen backlog (Twisted's default, 50): more connects in flight than
+    # that overflow it on a busy machine and come back as resets, not as refusals.
+    semaphore = asyncio.Semaphore(job.get("open_concurrency", 32))
     subscribe = job.get("subscribe")
 
     async def open_one(index: int) -> None:

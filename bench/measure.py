@@ -114,6 +114,8 @@ class MultiHold:
                     **job,
                     "levels": [split_level(level, clients, index) for level in levels],
                     "source": f"127.0.0.{index + 1}",
+                    # All clients together stay under the server's listen backlog.
+                    "open_concurrency": max(8, 32 // clients),
                 }
             )
             for index in range(clients)

@@ -22,6 +22,8 @@ from bench.targets import evaluate, median_rows
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS = ["handshake", "messages", "fanout", "memory"]
+#: Scenarios that use the round's shared servers (``BenchContext.shared_server``).
+SHARING = {"handshake", "messages"}
 
 
 def parse_options(default: list[str], argv: list[str] | None = None) -> RunOptions:
@@ -69,6 +71,8 @@ def run_scenarios(default: list[str], argv: list[str] | None = None) -> Path:
             ctx.round = index
             measured: dict[str, Any] = {}
             for name in options.scenarios:
+                if name not in SHARING:
+                    ctx.end_round()  # idle shared servers would take CPU from this one
                 print(f"== round {index + 1}/{options.rounds}: {name}", flush=True)
                 begun = time.monotonic()
                 measured[name] = import_module(f"bench.{name}").run(ctx)
