@@ -14,6 +14,7 @@ limit raised to the hard limit (a server needs one descriptor per connection).
 from __future__ import annotations
 
 import math
+import resource
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ QUICK_STACKS = stacks_named("floor", "catm", "secure", "floor-uvicorn", "secure-
 CONNECTIONS_STACKS = stacks_named("floor", "secure")
 #: Connections one client process opens (well under the ~28,000 ephemeral ports).
 PER_CLIENT = 5000
+#: Descriptors a server uses besides its connections (Redis, PostgreSQL, logs, epoll).
+FD_MARGIN = 200
 #: Seconds the last level is held idle: past daphne's and uvicorn's 20 s ping.
 HOLD_SECONDS = 25
 
@@ -44,6 +47,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     levels, stacks = plan(ctx)
     clients = ctx.options.clients or max(1, math.ceil(levels[-1] / PER_CLIENT))
     rows: list[dict[str, Any]] = []
+    _warn_fd_limit(levels[-1])
     ordered = ctx.ordered(stacks)
     # Started at once (start-up is mostly waiting); each is used fresh, then stopped.
     started = start_servers(ordered)
@@ -55,6 +59,18 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         for srv in started:
             srv.stop()
     return {"levels": levels, "rows": rows}
+
+
+def _warn_fd_limit(connections: int) -> None:
+    """Say so up front when a server cannot get a descriptor per connection here."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    needed = connections + FD_MARGIN
+    if hard < needed:
+        print(
+            f"  memory    warning: the open-file hard limit is {hard}, a server needs about "
+            f"{needed} for {connections} connections; expect refusals (raise LimitNOFILE)",
+            flush=True,
+        )
 
 
 def _measure(

@@ -128,7 +128,8 @@ def render(profile: Profile, facts: dict[str, Any], top: int = 25) -> str:
         "| component | inclusive | attributed |",
         "|---|---|---|",
     ]
-    names = sorted(profile.by_component, key=lambda n: -profile.by_component[n])
+    # "other" is on nearly every stack (runpy, thread bootstrap): last, not first.
+    names = sorted(profile.by_component, key=lambda n: (n == OTHER, -profile.by_component[n]))
     for name in names:
         inc, att = profile.by_component[name], profile.attributed.get(name, 0)
         lines.append(f"| {name} | {_pct(inc, total)} | {_pct(att, total)} |")
@@ -141,10 +142,18 @@ def render(profile: Profile, facts: dict[str, Any], top: int = 25) -> str:
 
 
 def _commit() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    """The last commit that changed ``secure_ws/`` (the code profiled), and whether it is dirty."""
+    log = subprocess.run(
+        ["git", "log", "-1", "--format=%h %cd", "--date=short", "--", "secure_ws"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "secure_ws"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
-    return result.stdout.strip() or "unknown"
+    return (log.stdout.strip() or "unknown") + (" + uncommitted changes" if dirty.stdout else "")
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> Path:
         "load": "8 handshake workers" if args.scenario == "handshake" else "10 echo connections",
         "throughput during the profile": f"{rate:,.0f} {unit}",
         "sampling": f"py-spy record --nonblocking, {args.rate} Hz, {args.seconds} s",
-        "code": f"commit {_commit()}",
+        "secure_ws code": f"last changed in commit {_commit()}",
         "taken": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load average at the end": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
