@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
 from importlib import import_module
 from pathlib import Path
@@ -61,6 +63,8 @@ def parse_options(default: list[str], argv: list[str] | None = None) -> RunOptio
 def run_scenarios(default: list[str], argv: list[str] | None = None) -> Path:
     """Run the scenarios in rounds, write the results and print the targets table."""
     options = parse_options(default, argv)
+    # A SIGTERM (timeout, kill) unwinds like Ctrl-C, so every server and Redis is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     begun_run = time.monotonic()
     machine = machine_facts()
