@@ -33,7 +33,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         label, stack = spec[0], spec[1]
         srv = ctx.shared_server(spec)
         job = ctx.target_job(stack, srv.port)
-        run_loadgen({**job, "kind": "handshake", "concurrency": 4, "duration": 0.5})
+        # Warm-up: one handshake per seeded user at least, so the measurement sees the
+        # user-state cache warm, as a server that has been up for a while does.
+        warm = {"concurrency": 4, "duration": 10.0, "max_count": 2 * len(ctx.tokens)}
+        run_loadgen({**job, "kind": "handshake", **warm})
         for level in levels:
             result = run_loadgen(
                 {**job, "kind": "handshake", "concurrency": level, "duration": duration}

@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> Path:
         servers((args.stack, args.server)) as (srv,),
     ):
         job = ctx.target_job(args.stack, srv.port)
-        run_loadgen({**job, "kind": "handshake", "concurrency": 4, "duration": 1.0})
+        warm = {"concurrency": 4, "duration": 10.0, "max_count": 2 * len(ctx.tokens)}
+        run_loadgen({**job, "kind": "handshake", **warm})  # every user once, as the bench does
         if args.scenario == "handshake":
             job.update(kind="handshake", concurrency=8, duration=args.seconds + 2)
         else:
