@@ -126,8 +126,19 @@ def render_markdown(results: dict[str, Any], machine: dict[str, Any], chart: str
     return "\n".join(lines) + "\n"
 
 
+#: (scenario, field, what the bar is, what the level counts); read at the highest level.
+_CHART_PANELS = [
+    ("handshake", "rate", "handshakes/s", "workers"),
+    ("messages", "rate", "messages/s", "connections"),
+    ("fanout", "rate", "fan-out deliveries/s", "subscribers"),
+    ("memory", "kib_per_conn", "KiB per idle connection (lower is better)", "connections"),
+]
+
+
 def render_chart(results: dict[str, Any], path: Path) -> bool:
-    """Four panels (one per scenario, figure against load level); ``False`` without matplotlib."""
+    """One bar panel per scenario: each stack's figure as a multiple of the floor on the same
+    server, at the highest level measured, the absolute figure on the bar. ``False``
+    without matplotlib."""
     try:
         import matplotlib
 
@@ -135,26 +146,28 @@ def render_chart(results: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    panels = [
-        ("handshake", "rate", "handshakes/s", "concurrent workers"),
-        ("messages", "rate", "messages/s", "connections"),
-        ("fanout", "rate", "deliveries/s", "subscribers"),
-        ("memory", "kib_per_conn", "KiB per idle connection", "connections"),
-    ]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    for ax, (scenario, field, ylabel, xlabel) in zip(axes.flat, panels, strict=True):
+    for ax, (scenario, field, label, unit) in zip(axes.flat, _CHART_PANELS, strict=True):
         rows = _rows(results, scenario)
-        ax.set_title(scenario)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        for stack in dict.fromkeys(r["stack"] for r in rows):
-            points = [(r["level"], r[field]) for r in rows if r["stack"] == stack]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=stack)
-        if rows:
-            ax.set_xscale("log")
-            ax.legend(fontsize=8)
-        ax.grid(True, alpha=0.3)
-    fig.suptitle("secure_ws vs plain Channels (floor) and channels-auth-token-middlewares (catm)")
+        top = max((r["level"] for r in rows), default=0)
+        bars = [r for r in _with_ratio(rows, field) if r["level"] == top]
+        ax.set_title(f"{label}, {top:,} {unit}" if bars else f"{scenario}: not measured")
+        if not bars:
+            ax.axis("off")
+            continue
+        names = [r["stack"] for r in bars]
+        ratios = [0.0 if math.isnan(r["vs_floor"]) else r["vs_floor"] for r in bars]
+        colours = ["#4c72b0" if n.startswith("secure") else "#999999" for n in names]
+        drawn = ax.bar(names, ratios, color=colours)
+        ax.bar_label(drawn, labels=[_fmt(float(r[field])) for r in bars], fontsize=8)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_ylabel("x plain consumer, same server")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(
+        "secure_ws (blue) vs a plain Channels consumer (floor) and channels-auth-token-"
+        f"middlewares (catm); medians of {len(results.get('rounds', [])) or 1} round(s)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
