@@ -23,7 +23,7 @@ from bench.measure import MultiHold
 from bench.services import COMPARED_STACKS, Server, Stack, stacks_named, start_servers
 
 STACKS = COMPARED_STACKS
-QUICK_STACKS = stacks_named("floor", "catm", "secure", "floor-uvicorn", "secure-uvicorn")
+QUICK_STACKS = stacks_named("floor", "catm", "secure")
 CONNECTIONS_STACKS = stacks_named("floor", "secure")
 #: Connections one client process opens (well under the ~28,000 ephemeral ports).
 PER_CLIENT = 5000

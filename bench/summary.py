@@ -1,7 +1,8 @@
 """The table of ``docs/performance.md`` from a run's JSON: ``python -m bench.summary <json>``.
 
 Each row is one figure, each column one stack, every cell the median figure over the
-rounds and its multiple of the plain consumer's median on the same server. Paste the
+rounds and, in brackets, the median over the rounds of its multiple of the plain consumer
+on the same server (the way the targets are computed). Paste the
 output into the page (and copy the run's chart to ``docs/img/performance.png``) after a
 run worth publishing.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import _fmt
-from bench.targets import ratio, rows_of, value
+from bench.targets import median_or_nan, ratio, rows_of, value
 
 #: (scenario, field, row title, unit, plain stack, CATM stack, secure stack)
 ROWS = [
@@ -32,16 +33,21 @@ ROWS = [
 ]  # fmt: skip
 
 
-def _cell(
-    rows: list[dict[str, Any]], stack: str | None, floor: str, level: int, field: str, unit: str
-) -> str:
+def _cell(results: dict[str, Any], scenario: str, stack: str | None, floor: str, level: int,
+          field: str, unit: str) -> str:  # fmt: skip
     if stack is None:
         return "-"
-    figure = value(rows, stack, level, field)
+    figure = value(rows_of(results, scenario), stack, level, field)
     if figure != figure:  # nan: not measured
         return "-"
-    multiple = ratio(figure, value(rows, floor, level, field))
-    return f"{_fmt(figure)}{unit} ({multiple:.2f}x)"
+    per_round = [
+        ratio(
+            value(rows_of(r, scenario), stack, level, field),
+            value(rows_of(r, scenario), floor, level, field),
+        )
+        for r in results.get("rounds") or [results]
+    ]
+    return f"{_fmt(figure)}{unit} ({median_or_nan(per_round):.2f}x)"
 
 
 #: What a scenario's level counts.
@@ -62,7 +68,10 @@ def summary(results: dict[str, Any]) -> str:
         if not levels:
             continue
         level = levels[-1]
-        cells = [_cell(rows, stack, floor, level, field, unit) for stack in (floor, catm, secure)]
+        cells = [
+            _cell(results, scenario, stack, floor, level, field, unit)
+            for stack in (floor, catm, secure)
+        ]
         where = f"{level:,} {LEVEL_UNITS[scenario]}"
         lines.append(f"| {title}, {where} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
