@@ -35,6 +35,26 @@ def _publish(stack: str, count: int) -> dict[str, float]:
     return sent
 
 
+#: Collection ends when every delivery arrived, when none arrived for this long, or at
+#: :data:`MAX_WAIT` (the slowest stack must get its deliveries in, or its rate is truncated).
+QUIET_SECONDS = 3.0
+MAX_WAIT = 120.0
+
+
+def _wait_for_deliveries(session: HoldSession, expected: int) -> None:
+    deadline = time.monotonic() + MAX_WAIT
+    seen, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        arrived = session.arrivals()
+        if arrived >= expected:
+            return
+        if arrived != seen:
+            seen, last_change = arrived, time.monotonic()
+        elif time.monotonic() - last_change > QUIET_SECONDS:
+            return
+        time.sleep(0.2)
+
+
 def _measure(
     stack: str, ports: list[int], ctx: BenchContext, level: int, events: int
 ) -> dict[str, Any]:
@@ -50,8 +70,7 @@ def _measure(
         time.sleep(0.5)
         sent = _publish(stack, events)
         expected = opened * events
-        # Generous: the slowest stack must get every delivery in, or its rate is truncated.
-        time.sleep(min(60.0, 3.0 + expected / 2000))
+        _wait_for_deliveries(session, expected)
         result = session.finish()
     finally:
         session.kill()

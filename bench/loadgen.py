@@ -10,7 +10,8 @@ Jobs:
 * ``messages``: ``connections`` clients send ``echo`` and wait for the reply, ``duration`` s.
 * ``hold``: open connections up to each of ``levels`` (idle, answering pings), report
   ``ready N`` and wait for ``next``; with ``subscribe`` each connection subscribes to a
-  folder and records when each ``file.uploaded`` event arrives.
+  folder and records when each ``file.uploaded`` event arrives (``count`` answers
+  ``arrivals N`` so far).
 """
 
 from __future__ import annotations
@@ -206,7 +207,12 @@ async def run_hold(job: Job) -> dict[str, Any]:
             {"level": level, "open": still_open, "open_seconds": time.perf_counter() - started}
         )
         print(f"ready {still_open}", flush=True)
-        command = (await asyncio.wait_for(stdin.readline(), job.get("step_timeout", 600))).strip()
+        while True:
+            line = await asyncio.wait_for(stdin.readline(), job.get("step_timeout", 600))
+            command = line.strip()
+            if command != b"count":
+                break
+            print(f"arrivals {sum(len(times) for times in arrivals.values())}", flush=True)
         if command != b"next":
             break
     held = len(opened) - closed_early

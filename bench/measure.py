@@ -74,6 +74,17 @@ class HoldSession:
         self.process.stdin.write("next\n")
         self.process.stdin.flush()
 
+    def arrivals(self) -> int:
+        """How many ``file.uploaded`` events the connections have received so far."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line.startswith("arrivals "):
+            raise RuntimeError(f"load generator stopped early: {line!r}")
+        return int(line.split()[1])
+
     def finish(self, timeout: float = 120) -> dict[str, Any]:
         """Close every connection and return the job's result."""
         assert self.process.stdin is not None

@@ -98,6 +98,9 @@ def run_scenarios(default: list[str], argv: list[str] | None = None) -> Path:
     stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
     suffix = "-quick" if options.quick else "-connections" if options.connections else ""
     base = RESULTS_DIR / f"{stamp}{suffix}"
+    copy = 2
+    while base.with_suffix(".json").exists():  # two runs ending in the same minute
+        base, copy = RESULTS_DIR / f"{stamp}{suffix}-{copy}", copy + 1
     chart = base.with_suffix(".png")
     has_chart = render_chart(results, chart)
     markdown = render_markdown(results, machine, chart.name if has_chart else None)
