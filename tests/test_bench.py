@@ -10,6 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench import fanout
 from bench.context import BenchContext
 from bench.deploy_flags import daphne_flags, uvicorn_flags
 from bench.measure import split_level
@@ -113,3 +116,31 @@ def test_profile_components_and_shares(tmp_path: Path) -> None:
     assert profile.attributed["redis-py"] == 3
     assert profile.attributed["daphne + Twisted + autobahn"] == 1
     assert sum(profile.attributed.values()) == profile.samples
+
+
+class _FakeSession:
+    """Deliveries that arrive in steps and then stop."""
+
+    def __init__(self, steps: list[int]) -> None:
+        self.steps = steps
+        self.asked = 0
+
+    def arrivals(self) -> int:
+        self.asked += 1
+        return self.steps[min(self.asked, len(self.steps)) - 1]
+
+
+def test_fan_out_collects_until_every_delivery_arrived(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fanout.time, "sleep", lambda _: None)
+    session = _FakeSession([0, 10, 20, 30])
+    fanout._wait_for_deliveries(session, expected=30)  # type: ignore[arg-type]
+    assert session.asked == 4
+
+
+def test_fan_out_stops_waiting_when_deliveries_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(0, 10**6))
+    monkeypatch.setattr(fanout.time, "sleep", lambda _: None)
+    monkeypatch.setattr(fanout.time, "monotonic", lambda: float(next(clock)))
+    session = _FakeSession([5, 7])
+    fanout._wait_for_deliveries(session, expected=30)  # type: ignore[arg-type]
+    assert session.asked < 10
