@@ -14,7 +14,9 @@
 
 Each serves ``/ws/echo/`` (``echo`` and ``ping`` messages) and ``/ws/files/``
 (``subscribe`` to a folder, then ``file.uploaded`` events), so one load generator drives them
-all. Run one with ``daphne bench.apps:floor_application`` and ``bench.settings``.
+all. Each is wrapped like ``project/asgi.py`` (``ProtocolTypeRouter`` with a lifespan
+handler), because the uvicorn servers run with ``--lifespan on`` as deployed. Run one with
+``daphne bench.apps:floor_application`` and ``bench.settings``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ django.setup()
 from channels.db import database_sync_to_async  # noqa: E402
 from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.middleware import BaseMiddleware  # noqa: E402
-from channels.routing import URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels_auth_token_middlewares.middleware import (  # noqa: E402
     SimpleJWTAuthTokenMiddleware,
@@ -49,6 +51,7 @@ from secure_ws.codes import APP_SUBPROTOCOL  # noqa: E402
 from secure_ws.consumer.messages import ClientMessage, Schema, message_handler  # noqa: E402
 from secure_ws.consumer.secure import SecureJsonWebsocketConsumer  # noqa: E402
 from secure_ws.contrib.files.consumer import FileEventConsumer  # noqa: E402
+from secure_ws.shutdown import lifespan as secure_lifespan  # noqa: E402
 
 #: The channel-layer group the plain consumers use for a folder (fan-out floor).
 PLAIN_GROUP_PREFIX = "benchfolder."
@@ -134,14 +137,35 @@ def _plain_routes(consumer: type[PlainConsumer]) -> URLRouter:
     return URLRouter([path("ws/echo/", consumer.as_asgi()), path("ws/files/", consumer.as_asgi())])
 
 
-floor_application = _plain_routes(PlainConsumer)
-diy_application = AllowedHostsOriginValidator(QueryStringJwtMiddleware(_plain_routes(DiyConsumer)))
-catm_application = SimpleJWTAuthTokenMiddleware(_plain_routes(DiyConsumer))
-secure_application = secure_websocket(
-    URLRouter(
-        [
-            path("ws/echo/", SecureEchoConsumer.as_asgi()),
-            path("ws/files/", FileEventConsumer.as_asgi()),
-        ]
-    )
+async def plain_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answer uvicorn's lifespan events (``--lifespan on``, as deployed) with nothing to do."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _served(websocket: Any, lifespan: Any = plain_lifespan) -> ProtocolTypeRouter:
+    """Route like ``project/asgi.py``: WebSockets to the stack, lifespan to its handler."""
+    return ProtocolTypeRouter({"websocket": websocket, "lifespan": lifespan})
+
+
+floor_application = _served(_plain_routes(PlainConsumer))
+diy_application = _served(
+    AllowedHostsOriginValidator(QueryStringJwtMiddleware(_plain_routes(DiyConsumer)))
+)
+catm_application = _served(SimpleJWTAuthTokenMiddleware(_plain_routes(DiyConsumer)))
+secure_application = _served(
+    secure_websocket(
+        URLRouter(
+            [
+                path("ws/echo/", SecureEchoConsumer.as_asgi()),
+                path("ws/files/", FileEventConsumer.as_asgi()),
+            ]
+        )
+    ),
+    secure_lifespan,
 )

@@ -10,17 +10,67 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.loadgen import raise_fd_limit
-from bench.services import RedisServer, configure_environment, prepare_database
+from bench.services import (
+    RedisServer,
+    Server,
+    Stack,
+    configure_environment,
+    prepare_database,
+    start_servers,
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``bench/run`` was asked for."""
+
+    quick: bool = False
+    scenarios: list[str] = field(default_factory=list)
+    rounds: int = 3
+    #: Many-connections mode: the memory levels (e.g. ``[10000, 20000]``); empty otherwise.
+    connections: list[int] = field(default_factory=list)
+    #: Client processes that hold connections; 0 = one per 5,000.
+    clients: int = 0
 
 
 @dataclass
 class BenchContext:
-    """What every scenario needs: the tokens, the quick flag and the results so far."""
+    """What every scenario needs: the tokens, the options and the current round."""
 
     redis: RedisServer
     tokens: list[str]
-    quick: bool
-    results: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
+    round: int = 0
+    _pool: dict[str, Server] = field(default_factory=dict)
+
+    @property
+    def quick(self) -> bool:
+        return self.options.quick
+
+    def ordered(self, stacks: list[Stack]) -> list[Stack]:
+        """``stacks`` forward in even rounds, reversed in odd ones (alternating rounds)."""
+        return list(stacks) if self.round % 2 == 0 else list(reversed(stacks))
+
+    def shared_server(self, spec: Stack) -> Server:
+        """The round's server of ``spec``, started at first use.
+
+        Handshakes and messages run against the same process in one round (server
+        start-up is most of a quick run's time); memory and fan-out start their own,
+        because their figures need a fresh process or two of them.
+        """
+        self.start_shared([spec])
+        return self._pool[spec[0]]
+
+    def start_shared(self, specs: list[Stack]) -> None:
+        """Start the round's servers of ``specs`` not yet running, all at once."""
+        missing = [spec for spec in specs if spec[0] not in self._pool]
+        for spec, started in zip(missing, start_servers(missing), strict=True):
+            self._pool[spec[0]] = started
+
+    def end_round(self) -> None:
+        """Stop the round's shared servers."""
+        while self._pool:
+            self._pool.popitem()[1].stop()
 
     def target_job(self, stack: str, port: int, path: str = "/ws/echo/") -> dict[str, Any]:
         """The load-generator fields that say where and how to connect to ``stack``."""
@@ -60,13 +110,17 @@ def machine_facts() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def bench_context(quick: bool) -> Iterator[BenchContext]:
+def bench_context(options: RunOptions) -> Iterator[BenchContext]:
     """Start the private Redis, seed the database and yield the run's context."""
     redis = RedisServer()
     redis.start()
     try:
         configure_environment(redis.url)
         tokens = prepare_database()
-        yield BenchContext(redis=redis, tokens=tokens, quick=quick)
+        ctx = BenchContext(redis=redis, tokens=tokens, options=options)
+        try:
+            yield ctx
+        finally:
+            ctx.end_round()
     finally:
         redis.stop()

@@ -10,7 +10,8 @@ Jobs:
 * ``messages``: ``connections`` clients send ``echo`` and wait for the reply, ``duration`` s.
 * ``hold``: open connections up to each of ``levels`` (idle, answering pings), report
   ``ready N`` and wait for ``next``; with ``subscribe`` each connection subscribes to a
-  folder and records when each ``file.uploaded`` event arrives.
+  folder and records when each ``file.uploaded`` event arrives (``count`` answers
+  ``arrivals N`` so far).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.wsclient import HandshakeRefused, RawWebSocket, Target
@@ -36,7 +38,9 @@ def raise_fd_limit() -> int:
 
 
 def _target(job: Job, port: int | None = None) -> Target:
-    return Target(port=port or job["port"], path=job["path"], auth=job["auth"])
+    return Target(
+        port=port or job["port"], path=job["path"], auth=job["auth"], source=job.get("source")
+    )
 
 
 def _token(job: Job, index: int) -> str | None:
@@ -120,10 +124,16 @@ async def run_messages(job: Job) -> dict[str, Any]:
 
 
 async def _open_many(
-    job: Job, count: int, start_index: int, opened: list[RawWebSocket], failures: dict[str, int]
+    job: Job,
+    count: int,
+    start_index: int,
+    on_open: Callable[[RawWebSocket], None],
+    failures: dict[str, int],
 ) -> None:
     ports: list[int] = job.get("ports") or [job["port"]]
-    semaphore = asyncio.Semaphore(job.get("open_concurrency", 64))
+    # Under daphne's listen backlog (Twisted's default, 50): more connects in flight than
+    # that overflow it on a busy machine and come back as resets, not as refusals.
+    semaphore = asyncio.Semaphore(job.get("open_concurrency", 32))
     subscribe = job.get("subscribe")
 
     async def open_one(index: int) -> None:
@@ -145,7 +155,7 @@ async def _open_many(
                                 raise ConnectionError("subscribe refused")
                             if '"ack"' in reply or '"subscribed"' in reply:
                                 break
-                opened.append(ws)
+                on_open(ws)
             except HandshakeRefused as exc:
                 failures[str(exc.status)] = failures.get(str(exc.status), 0) + 1
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ConnectionError) as exc:
@@ -180,19 +190,29 @@ async def run_hold(job: Job) -> dict[str, Any]:
         except (OSError, asyncio.IncompleteReadError):
             closed_early += 1
 
+    def on_open(ws: RawWebSocket) -> None:
+        # Read (and answer pings) from the start: opening thousands takes longer than the
+        # servers' ping timeout (30 s) on a busy machine.
+        opened.append(ws)
+        readers.append(asyncio.create_task(read_events(ws)))
+
     levels: list[int] = job["levels"]
     level_results = []
     for level in levels:
         before = len(opened)
         started = time.perf_counter()
-        await _open_many(job, level - before - sum(failures.values()), before, opened, failures)
-        for ws in opened[before:]:
-            readers.append(asyncio.create_task(read_events(ws)))
+        await _open_many(job, level - before - sum(failures.values()), before, on_open, failures)
+        still_open = len(opened) - closed_early
         level_results.append(
-            {"level": level, "open": len(opened), "open_seconds": time.perf_counter() - started}
+            {"level": level, "open": still_open, "open_seconds": time.perf_counter() - started}
         )
-        print(f"ready {len(opened)}", flush=True)
-        command = (await asyncio.wait_for(stdin.readline(), job.get("step_timeout", 600))).strip()
+        print(f"ready {still_open}", flush=True)
+        while True:
+            line = await asyncio.wait_for(stdin.readline(), job.get("step_timeout", 600))
+            command = line.strip()
+            if command != b"count":
+                break
+            print(f"arrivals {sum(len(times) for times in arrivals.values())}", flush=True)
         if command != b"next":
             break
     held = len(opened) - closed_early

@@ -74,6 +74,17 @@ class HoldSession:
         self.process.stdin.write("next\n")
         self.process.stdin.flush()
 
+    def arrivals(self) -> int:
+        """How many ``file.uploaded`` events the connections have received so far."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line.startswith("arrivals "):
+            raise RuntimeError(f"load generator stopped early: {line!r}")
+        return int(line.split()[1])
+
     def finish(self, timeout: float = 120) -> dict[str, Any]:
         """Close every connection and return the job's result."""
         assert self.process.stdin is not None
@@ -90,3 +101,59 @@ class HoldSession:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def split_level(level: int, clients: int, index: int) -> int:
+    """Client ``index``'s share of ``level`` connections spread over ``clients`` processes."""
+    return level // clients + (1 if index < level % clients else 0)
+
+
+class MultiHold:
+    """A ``hold`` job spread over several client processes, each from its own 127.0.0.x.
+
+    One process can hold about 28,000 connections to one server port before it runs out of
+    ephemeral ports (``ip_local_port_range``); TIME_WAIT sockets of earlier scenarios use
+    some of them too. Each client connects from its own loopback source address, so every
+    client has the whole range.
+    """
+
+    def __init__(self, job: dict[str, Any], clients: int) -> None:
+        levels: list[int] = job["levels"]
+        self.sessions = [
+            HoldSession(
+                {
+                    **job,
+                    "levels": [split_level(level, clients, index) for level in levels],
+                    "source": f"127.0.0.{index + 1}",
+                    # All clients together stay under the server's listen backlog.
+                    "open_concurrency": max(8, 32 // clients),
+                }
+            )
+            for index in range(clients)
+        ]
+
+    def wait_ready(self) -> int:
+        """Block until every client opened its share; return the total open."""
+        return sum(session.wait_ready() for session in self.sessions)
+
+    def next_level(self) -> None:
+        for session in self.sessions:
+            session.next_level()
+
+    def finish(self, timeout: float = 120) -> dict[str, Any]:
+        """Close every connection; the summed ``held_at_end`` and ``failures``."""
+        held = 0
+        failures: dict[str, int] = {}
+        arrivals: dict[str, list[float]] = {}
+        for session in self.sessions:
+            result = session.finish(timeout)
+            held += result["held_at_end"]
+            for key, count in result["failures"].items():
+                failures[key] = failures.get(key, 0) + count
+            for key, times in result["arrivals"].items():
+                arrivals.setdefault(key, []).extend(times)
+        return {"held_at_end": held, "failures": failures, "arrivals": arrivals}
+
+    def kill(self) -> None:
+        for session in self.sessions:
+            session.kill()

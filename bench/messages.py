@@ -12,38 +12,42 @@ from typing import Any
 
 from bench.context import BenchContext
 from bench.measure import run_loadgen, summarise_latencies
-from bench.services import COMPARED_STACKS, servers
+from bench.services import COMPARED_STACKS, stacks_named
 
 STACKS = COMPARED_STACKS
+QUICK_STACKS = stacks_named("floor", "secure", "floor-uvicorn", "secure-uvicorn")
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     """Measure every stack at every connection count; one server process per stack."""
-    levels = [1, 10] if ctx.quick else [1, 10, 50]
+    levels = [10] if ctx.quick else [1, 10, 50]
     duration = 2.0 if ctx.quick else 6.0
     rows = []
-    for label, stack, server, env in STACKS:
-        with servers((stack, server), env=env) as (srv,):
-            job = ctx.target_job(stack, srv.port)
-            for level in levels:
-                result = run_loadgen(
-                    {**job, "kind": "messages", "connections": level, "duration": duration}
-                )
-                row = {
-                    "stack": label,
-                    "level": level,
-                    "rate": result["count"] / result["elapsed"],
-                    "count": result["count"],
-                    "errors": result["errors"],
-                    **summarise_latencies(result["latencies"]),
-                }
-                rows.append(row)
-                print(
-                    f"  messages  {label:15s} n={level:<3d} {row['rate']:8.1f}/s "
-                    f"p50 {row['p50_ms']:7.2f} ms p99 {row['p99_ms']:7.2f} ms "
-                    f"errors {result['errors']}",
-                    flush=True,
-                )
+    stacks = ctx.ordered(QUICK_STACKS if ctx.quick else STACKS)
+    ctx.start_shared(stacks)
+    for spec in stacks:
+        label, stack = spec[0], spec[1]
+        srv = ctx.shared_server(spec)
+        job = ctx.target_job(stack, srv.port)
+        for level in levels:
+            result = run_loadgen(
+                {**job, "kind": "messages", "connections": level, "duration": duration}
+            )
+            row = {
+                "stack": label,
+                "level": level,
+                "rate": result["count"] / result["elapsed"],
+                "count": result["count"],
+                "errors": result["errors"],
+                **summarise_latencies(result["latencies"]),
+            }
+            rows.append(row)
+            print(
+                f"  messages  {label:15s} n={level:<3d} {row['rate']:8.1f}/s "
+                f"p50 {row['p50_ms']:7.2f} ms p99 {row['p99_ms']:7.2f} ms "
+                f"errors {result['errors']}",
+                flush=True,
+            )
     return {"levels": levels, "rows": rows}
 
 

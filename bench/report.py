@@ -1,4 +1,4 @@
-"""Ratios against the floor, the targets, the Markdown report and the chart."""
+"""The Markdown report (tables with ratios against the floor, the targets) and the chart."""
 
 from __future__ import annotations
 
@@ -6,110 +6,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.targets import ratio, rows_of, value
+
 Row = dict[str, Any]
-
-
-def _rows(results: dict[str, Any], scenario: str) -> list[Row]:
-    rows: list[Row] = results.get(scenario, {}).get("rows", [])
-    return rows
-
-
-def _value(rows: list[Row], stack: str, level: int, field: str) -> float:
-    for row in rows:
-        if row["stack"] == stack and row["level"] == level:
-            return float(row[field])
-    return float("nan")
-
-
-def _peak(rows: list[Row], stack: str, field: str = "rate") -> float:
-    values = [float(r[field]) for r in rows if r["stack"] == stack]
-    return max(values) if values else float("nan")
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
-
-
-def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target of issue 8 as (name, measured ratio, bound, met)."""
-    checks: list[dict[str, Any]] = []
-
-    def check(name: str, value: float, bound: float, higher_is_better: bool = True) -> None:
-        met = (value >= bound) if higher_is_better else (value <= bound)
-        checks.append(
-            {
-                "target": name,
-                "value": value,
-                "bound": f"{'>=' if higher_is_better else '<='} {bound}",
-                "met": bool(met) and not math.isnan(value),
-            }
-        )
-
-    hs = _rows(results, "handshake")
-    if hs:
-        check(
-            "handshake/s secure vs floor (peak)",
-            _ratio(_peak(hs, "secure"), _peak(hs, "floor")),
-            0.8,
-        )
-        check(
-            "handshake/s secure vs DIY (peak)", _ratio(_peak(hs, "secure"), _peak(hs, "diy")), 1.0
-        )
-        check(
-            "handshake/s secure vs CATM SimpleJWT middleware (peak)",
-            _ratio(_peak(hs, "secure"), _peak(hs, "catm")),
-            1.5,
-        )
-        check(
-            "handshake/s audit on vs off (peak)",
-            _ratio(_peak(hs, "secure"), _peak(hs, "secure-noaudit")),
-            0.95,
-        )
-    msg = _rows(results, "messages")
-    if msg:
-        check(
-            "messages/s secure vs floor (peak)",
-            _ratio(_peak(msg, "secure"), _peak(msg, "floor")),
-            0.9,
-        )
-    fan = _rows(results, "fanout")
-    if fan:
-        for level in results["fanout"]["levels"]:
-            if level < 1000:
-                continue
-            check(
-                f"fan-out deliveries/s secure vs floor ({level} subs)",
-                _ratio(_value(fan, "secure", level, "rate"), _value(fan, "floor", level, "rate")),
-                0.9,
-            )
-            check(
-                f"fan-out p99 secure vs floor ({level} subs)",
-                _ratio(
-                    _value(fan, "secure", level, "p99_ms"), _value(fan, "floor", level, "p99_ms")
-                ),
-                1.1,
-                higher_is_better=False,
-            )
-    mem = _rows(results, "memory")
-    if mem:
-        levels = results["memory"]["levels"]
-        for level in levels:
-            check(
-                f"memory/conn secure vs floor ({level} conns)",
-                _ratio(
-                    _value(mem, "secure", level, "kib_per_conn"),
-                    _value(mem, "floor", level, "kib_per_conn"),
-                ),
-                1.2,
-                higher_is_better=False,
-            )
-        top = levels[-1]
-        held = next(
-            (r.get("held_at_end", 0) for r in mem if r["stack"] == "secure" and r["level"] == top),
-            0,
-        )
-        check(f"connections held by one daphne (of {top})", float(held) / top, 1.0)
-    return checks
+_rows = rows_of
 
 
 def _fmt(value: Any) -> str:
@@ -128,19 +28,51 @@ def _table(rows: list[Row], columns: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
+def _floor_of(stack: str) -> str:
+    """The floor a stack is compared with: the plain consumer on the same server."""
+    return "floor-uvicorn" if stack.endswith("-uvicorn") else "floor"
+
+
 def _with_ratio(rows: list[Row], field: str) -> list[Row]:
     out = []
     for row in rows:
-        floor = _value(rows, "floor", row["level"], field)
-        out.append({**row, "vs_floor": _ratio(float(row[field]), floor)})
+        floor = value(rows, _floor_of(row["stack"]), row["level"], field)
+        out.append({**row, "vs_floor": ratio(float(row[field]), floor)})
     return out
+
+
+def _target_rows(checks: list[Row]) -> list[Row]:
+    rows = []
+    for check in checks:
+        met = {True: "yes", False: "**no**", None: ""}[check["met"]]
+        if not check["measured"]:
+            met = "not measured"
+        per_round = ", ".join(_fmt(v) for v in check["rounds"] if not math.isnan(v))
+        rows.append({**check, "met": met, "per_round": per_round or "n/a"})
+    return rows
+
+
+def render_targets(checks: list[Row], rounds: int) -> list[str]:
+    """The targets table (Markdown; also printed at the end of a run)."""
+    lines = [f"Targets (issue 12): median over {rounds} alternating round(s)", ""]
+    return lines + _table(
+        _target_rows(checks),
+        [("target", "target"), ("value", "measured (median)"), ("per_round", "per round"),
+         ("bound", "target"), ("met", "met"), ("note", "note")],
+    )  # fmt: skip
 
 
 def render_markdown(results: dict[str, Any], machine: dict[str, Any], chart: str | None) -> str:
     """The results page: machine, one table per scenario with ratios, the targets."""
     lines = [f"# secure_ws benchmark — {results['started']}", ""]
+    mode = "quick" if results["quick"] else "full"
+    if results.get("connections_mode"):
+        mode = "many connections"
+    rounds = len(results.get("rounds", [])) or 1
     lines.append(
-        f"Mode: {'quick (smoke run, not for comparison)' if results['quick'] else 'full'}. "
+        f"Mode: {mode}; {rounds} alternating round(s) (stacks forward, then reversed), "
+        f"{results.get('seconds', '?')} s. Every figure below is the median over the rounds; "
+        "x floor compares with the plain consumer on the same server (daphne or uvicorn)."
     )
     lines.append(
         "Machine: {nproc} CPUs ({cpu}), {memory_gib} GiB; Python {python}, Django {django}, "
@@ -187,18 +119,26 @@ def render_markdown(results: dict[str, Any], machine: dict[str, Any], chart: str
         )  # fmt: skip
         lines.append("")
     lines += ["## Targets", ""]
-    lines += _table(
-        evaluate_targets(results),
-        [("target", "target"), ("value", "measured"), ("bound", "bound"), ("met", "met")],
-    )
+    lines += render_targets(results.get("targets", []), rounds)
     if chart:
         lines += ["", f"![chart]({chart})"]
-    lines += ["", "Reproduce: `python -m bench` (add `--quick` for a smoke run)."]
+    lines += ["", "Reproduce: `bench/run` (`--quick`: about 6 minutes)."]
     return "\n".join(lines) + "\n"
 
 
+#: (scenario, field, what the bar is, what the level counts); read at the highest level.
+_CHART_PANELS = [
+    ("handshake", "rate", "handshakes/s", "workers"),
+    ("messages", "rate", "messages/s", "connections"),
+    ("fanout", "rate", "fan-out deliveries/s", "subscribers"),
+    ("memory", "kib_per_conn", "KiB per idle connection (lower is better)", "connections"),
+]
+
+
 def render_chart(results: dict[str, Any], path: Path) -> bool:
-    """Four panels (one per scenario, figure against load level); ``False`` without matplotlib."""
+    """One bar panel per scenario: each stack's figure as a multiple of the floor on the same
+    server, at the highest level measured, the absolute figure on the bar. ``False``
+    without matplotlib."""
     try:
         import matplotlib
 
@@ -206,26 +146,28 @@ def render_chart(results: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    panels = [
-        ("handshake", "rate", "handshakes/s", "concurrent workers"),
-        ("messages", "rate", "messages/s", "connections"),
-        ("fanout", "rate", "deliveries/s", "subscribers"),
-        ("memory", "kib_per_conn", "KiB per idle connection", "connections"),
-    ]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    for ax, (scenario, field, ylabel, xlabel) in zip(axes.flat, panels, strict=True):
+    for ax, (scenario, field, label, unit) in zip(axes.flat, _CHART_PANELS, strict=True):
         rows = _rows(results, scenario)
-        ax.set_title(scenario)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        for stack in dict.fromkeys(r["stack"] for r in rows):
-            points = [(r["level"], r[field]) for r in rows if r["stack"] == stack]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=stack)
-        if rows:
-            ax.set_xscale("log")
-            ax.legend(fontsize=8)
-        ax.grid(True, alpha=0.3)
-    fig.suptitle("secure_ws vs plain Channels (floor) and the DIY JWT stack")
+        top = max((r["level"] for r in rows), default=0)
+        bars = [r for r in _with_ratio(rows, field) if r["level"] == top]
+        ax.set_title(f"{label}, {top:,} {unit}" if bars else f"{scenario}: not measured")
+        if not bars:
+            ax.axis("off")
+            continue
+        names = [r["stack"] for r in bars]
+        ratios = [0.0 if math.isnan(r["vs_floor"]) else r["vs_floor"] for r in bars]
+        colours = ["#4c72b0" if n.startswith("secure") else "#999999" for n in names]
+        drawn = ax.bar(names, ratios, color=colours)
+        ax.bar_label(drawn, labels=[_fmt(float(r[field])) for r in bars], fontsize=8)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_ylabel("x plain consumer, same server")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(
+        "secure_ws (blue) vs a plain Channels consumer (floor) and channels-auth-token-"
+        f"middlewares (catm); medians of {len(results.get('rounds', [])) or 1} round(s)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -22,14 +22,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.deploy_flags import daphne_flags, uvicorn_flags
+
+Stack = tuple[str, str, str, dict[str, str]]
+
 #: Every scenario compares these: (label, stack, server, extra environment).
-COMPARED_STACKS: list[tuple[str, str, str, dict[str, str]]] = [
+COMPARED_STACKS: list[Stack] = [
     ("floor", "floor", "daphne", {}),
     ("diy", "diy", "daphne", {}),
     ("catm", "catm", "daphne", {}),
     ("secure", "secure", "daphne", {"BENCH_AUDIT": "1"}),
+    ("floor-uvicorn", "floor", "uvicorn", {}),
     ("secure-uvicorn", "secure", "uvicorn", {"BENCH_AUDIT": "1"}),
 ]
+#: secure_ws with every audit sink off (the audit on/off ratio; handshakes only).
+NOAUDIT_STACK: Stack = ("secure-noaudit", "secure", "daphne", {"BENCH_AUDIT": "0"})
+
+
+def stacks_named(*labels: str) -> list[Stack]:
+    """The stacks with these labels, in the order given."""
+    known = {stack[0]: stack for stack in [*COMPARED_STACKS, NOAUDIT_STACK]}
+    return [known[label] for label in labels]
+
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Users the bench seeds (``bench0`` ...), all members of folder :data:`FOLDER`.
@@ -177,8 +191,25 @@ class Server:
         """Number of open file descriptors of the server process."""
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
-    def stop(self) -> None:
+    def wait_ready(self) -> Server:
+        """Wait until the server listens; raise with the end of its log if it died."""
+        try:
+            wait_for_port(self.port, self.process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: {exc}\n{self.log_path.read_text()[-3000:]}") from exc
+        return self
+
+    def stop(self, graceful: bool = False) -> None:
+        """End the process: SIGKILL unless ``graceful`` (SIGTERM, then SIGKILL after 15 s).
+
+        The bench measures serving, not shutting down: a graceful stop costs up to daphne's
+        ``--application-close-timeout`` per server, most of a quick run's idle time.
+        """
         if self.process.poll() is None:
+            if not graceful:
+                self.process.kill()
+                self.process.wait(timeout=10)
+                return
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
@@ -186,21 +217,33 @@ class Server:
                 self.process.kill()
                 self.process.wait(timeout=5)
 
+    def close(self) -> None:
+        """``stop()``, for ``contextlib.closing``."""
+        self.stop()
+
 
 def start_server(stack: str, server: str = "daphne", env: dict[str, str] | None = None) -> Server:
-    """Start ``stack`` (``floor``/``diy``/``secure``) on ``server`` on a free port."""
+    """Start ``stack`` (``floor``/``diy``/``secure``) on ``server`` and wait until it listens."""
+    return launch_server(stack, server, env).wait_ready()
+
+
+def launch_server(stack: str, server: str = "daphne", env: dict[str, str] | None = None) -> Server:
+    """Start the process of ``stack`` on ``server`` on a free port; do not wait for it."""
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{stack}-{server}-{port}.log"
     application = APPLICATIONS[stack]
+    # Both servers run with the deployment's flags (deploy/daphne.env, deploy/uvicorn.sh);
+    # only logging differs: daphne as deployed writes no access log, so uvicorn's is off too
+    # (the bench measures the ASGI stack, not log I/O).
     if server == "daphne":
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0"]
-        command.append(application)
+        command += [*daphne_flags(), application]
     elif server == "uvicorn":
         command = [
             sys.executable, "-m", "uvicorn", application,
-            "--host", "127.0.0.1", "--port", str(port),
-            "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+            "--host", "127.0.0.1", "--port", str(port), *uvicorn_flags(),
+            "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
     else:
         raise ValueError(f"unknown server {server!r}")
@@ -213,11 +256,20 @@ def start_server(stack: str, server: str = "daphne", env: dict[str, str] | None 
             stderr=subprocess.STDOUT,
             preexec_fn=_raise_child_fd_limit,
         )
-    try:
-        wait_for_port(port, process)
-    except RuntimeError as exc:
-        raise RuntimeError(f"{stack} on {server}: {exc}\n{log_path.read_text()[-3000:]}") from exc
     return Server(name=f"{stack}/{server}", port=port, process=process, log_path=log_path)
+
+
+def start_servers(specs: list[Stack]) -> list[Server]:
+    """Start one server per spec, all at once (start-up is mostly waiting), in order."""
+    launched: list[Server] = []
+    try:
+        for _, stack, server, env in specs:
+            launched.append(launch_server(stack, server, env))
+        return [item.wait_ready() for item in launched]
+    except BaseException:
+        for item in launched:
+            item.stop()
+        raise
 
 
 def _raise_child_fd_limit() -> None:
@@ -230,11 +282,11 @@ def _raise_child_fd_limit() -> None:
 
 @contextlib.contextmanager
 def servers(*specs: tuple[str, str], env: dict[str, str] | None = None) -> Iterator[list[Server]]:
-    """Start the ``(stack, server)`` pairs; stop them all afterwards."""
-    started: list[Server] = []
+    """Start the ``(stack, server)`` pairs (at once); stop them all afterwards."""
+    started = start_servers(
+        [(f"{stack}/{server}", stack, server, env or {}) for stack, server in specs]
+    )
     try:
-        for stack, server in specs:
-            started.append(start_server(stack, server, env))
         yield started
     finally:
         for item in started:

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.context import bench_context, machine_facts
+from bench.context import RunOptions, bench_context, machine_facts
 from bench.measure import HoldSession, run_loadgen
 from bench.services import FOLDER, ROOT, servers
 
@@ -44,7 +44,7 @@ def main() -> None:
     duration = args.minutes * 60
     machine = machine_facts()
     samples: list[tuple[float, float, int]] = []
-    with bench_context(quick=False) as ctx, servers(("secure", "daphne")) as (srv,):
+    with bench_context(RunOptions()) as ctx, servers(("secure", "daphne")) as (srv,):
         files_job = ctx.target_job("secure", srv.port, "/ws/files/")
         echo_job = ctx.target_job("secure", srv.port)
         idle = HoldSession({**files_job, "levels": [args.idle], "subscribe": FOLDER,

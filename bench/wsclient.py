@@ -41,6 +41,8 @@ class Target:
     path: str
     auth: str  # "none" | "query" | "header" | "bearer"
     host: str = "127.0.0.1"
+    #: Local address to connect from (another 127.0.0.x gives another ephemeral port range).
+    source: str | None = None
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -95,7 +97,8 @@ class RawWebSocket:
             HandshakeRefused: the server did not answer ``101``.
             OSError, asyncio.IncompleteReadError: the connection failed.
         """
-        reader, writer = await asyncio.open_connection(target.host, target.port)
+        local = (target.source, 0) if target.source else None
+        reader, writer = await asyncio.open_connection(target.host, target.port, local_addr=local)
         try:
             writer.write(_request(target, token))
             head = await reader.readuntil(b"\r\n\r\n")
