@@ -30,7 +30,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from secure_ws.conf import get_settings
-    from secure_ws.consumer.dispatch import event_handler
+    from secure_ws.consumer.loop import event_handler
     from secure_ws.consumer.messages import ClientMessage, Schema, message_handler
     from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
     from secure_ws.gate.stack import secure_websocket
@@ -52,7 +52,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(messages, name)
     if name == "event_handler":
-        from secure_ws.consumer.dispatch import event_handler
+        from secure_ws.consumer.loop import event_handler
 
         return event_handler
     if name == "get_settings":

@@ -199,7 +199,7 @@ def test_django_signal_still_has_the_robust_failure_hook() -> None:
 
 
 # ---------------------------------------------------------------------- Channels' consumer
-# secure_ws.consumer.dispatch re-implements AsyncConsumer.__call__ (client frames must never
+# secure_ws.consumer.loop re-implements AsyncConsumer.__call__ (client frames must never
 # reach dispatch()). These pin what that re-implementation relies on.
 
 
@@ -223,7 +223,7 @@ async def test_channels_dispatch_still_maps_any_type_to_the_method_of_that_name(
     await Probe().dispatch({"type": "websocket.disconnect"})
     assert reached == ["websocket.disconnect"], (
         "channels' AsyncConsumer.dispatch no longer maps types to methods: "
-        "secure_ws.consumer.dispatch may no longer need its own receive loop"
+        "secure_ws.consumer.loop may no longer need its own receive loop"
     )
 
 
@@ -264,4 +264,4 @@ async def test_channels_consumer_call_sets_only_the_attributes_our_loop_sets(
         "channel_layer",
         "channel_name",
         "channel_receive",
-    }, "channels' AsyncConsumer.__call__ sets other attributes: update SplitDispatchConsumer"
+    }, "channels' AsyncConsumer.__call__ sets other attributes: update secure_ws.consumer.loop.serve"

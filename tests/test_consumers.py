@@ -20,7 +20,7 @@ from pydantic import StringConstraints
 
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason, private_close_code
 from secure_ws.connection import ConnectionInfo
-from secure_ws.consumer.dispatch import event_handler
+from secure_ws.consumer.loop import event_handler
 from secure_ws.consumer.messages import ClientMessage, EmptyPayload, Schema, message_handler
 from secure_ws.consumer.permissions import IsAdminUser
 from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
@@ -112,7 +112,7 @@ class RecordingSink:
 @pytest.fixture
 def audit(monkeypatch: pytest.MonkeyPatch) -> RecordingSink:
     sink = RecordingSink()
-    monkeypatch.setattr("secure_ws.consumer.audited.get_audit_sink", lambda: sink)
+    monkeypatch.setattr("secure_ws.consumer.state.get_audit_sink", lambda: sink)
     monkeypatch.setattr("secure_ws.gate.refusal.get_audit_sink", lambda: sink)
     return sink
 
@@ -837,7 +837,7 @@ async def test_a_failing_audit_sink_or_signal_receiver_never_stops_the_connectio
     def broken_receiver(**kwargs: Any) -> None:
         raise RuntimeError("receiver bug")
 
-    monkeypatch.setattr("secure_ws.consumer.audited.get_audit_sink", BrokenSink)
+    monkeypatch.setattr("secure_ws.consumer.state.get_audit_sink", BrokenSink)
     signals.connection_accepted.connect(broken_receiver)
     signals.security_event.connect(broken_receiver)
     try:

@@ -63,8 +63,9 @@ class BufferedFileConsumer(FileEventConsumer):
     buffer: StandInBuffer = StandInBuffer()
 
     def attach_output(self) -> None:
-        assert self.traffic is not None
-        self.output = OutputBound(type(self).buffer, self.connection, self.traffic.limits)
+        state = self.state
+        assert state.traffic is not None
+        state.output = OutputBound(type(self).buffer, state.info, state.traffic.limits)
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def buffer() -> StandInBuffer:
 @pytest.fixture
 def audit(monkeypatch: pytest.MonkeyPatch) -> RecordingSink:
     sink = RecordingSink()
-    monkeypatch.setattr("secure_ws.consumer.audited.get_audit_sink", lambda: sink)
+    monkeypatch.setattr("secure_ws.consumer.state.get_audit_sink", lambda: sink)
     return sink
 
 
@@ -117,7 +118,7 @@ async def test_a_send_that_waits_past_pending_output_timeout_closes_the_slow_con
     """uvicorn's send waits while its buffer is full: a wait past the timeout is a close."""
     consumer = BufferedFileConsumer()
     consumer.scope = {"type": "websocket"}
-    consumer._accepted = True
+    consumer.state.accepted = True
     stalled = asyncio.Event()
     sent: list[dict[str, Any]] = []
 
@@ -131,9 +132,10 @@ async def test_a_send_that_waits_past_pending_output_timeout_closes_the_slow_con
     buffer = StandInBuffer(blocking=True)
     buffer.unread = 1  # below the bound, but the server's send will wait
     limits = consumer.get_limits()
-    consumer.limits = dataclasses.replace(limits, pending_output_timeout=0.05)
-    consumer.traffic = ConnectionTraffic(consumer.connection, consumer.limits)
-    consumer.output = OutputBound(buffer, consumer.connection, consumer.limits)
+    state = consumer.state
+    state.limits = dataclasses.replace(limits, pending_output_timeout=0.05)
+    state.traffic = ConnectionTraffic(state.info, state.limits)
+    state.output = OutputBound(buffer, state.info, state.limits)
     consumer.close = _record_close(sent)  # type: ignore[method-assign]
     await asyncio.wait_for(consumer.send_message("pong"), 5)
     assert consumer.connection.close_reason == Reason.SLOW_CONSUMER.value

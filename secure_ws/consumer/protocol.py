@@ -126,7 +126,7 @@ def build_asyncapi(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
         client_refs, server_refs = [], []
         for name, spec in sorted(endpoint.consumer.message_registry.specs.items()):
             message_id = f"client.{name}"
-            permissions = endpoint.consumer._permissions[name]
+            permissions = endpoint.consumer.permissions_by_type[name]
             messages[message_id] = {
                 "name": name,
                 "title": name,

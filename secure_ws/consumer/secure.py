@@ -1,4 +1,11 @@
-"""``SecureJsonWebsocketConsumer``: the validated base class every secure_ws endpoint uses.
+"""``SecureJsonWebsocketConsumer``: the one base class every secure_ws endpoint subclasses.
+
+A connection, top down: :func:`secure_ws.consumer.loop.serve` (the consumer's
+``__call__``) feeds client messages to ``websocket_connect`` / ``websocket_receive`` /
+``websocket_disconnect`` here and channel-layer events to ``@event_handler`` methods; the
+per-connection state (identity, limits, counters, timers, groups, audit handle) is one
+slotted :class:`~secure_ws.consumer.state.ConnectionState` on ``self.state``; frames and
+closes go out through :mod:`secure_ws.consumer.outbound`.
 
 What runs before any handler (in this order, for every text frame):
 
@@ -10,30 +17,28 @@ What runs before any handler (in this order, for every text frame):
 
 Client frames never go through Channels' ``dispatch()`` type-to-method mapping: a client
 that sends ``{"type": "websocket.disconnect"}`` gets ``unknown_type``, not an internal
-method. Channel-layer events keep Channels' naming but cannot reach client handlers,
-transport handlers or the consumer's own methods.
-
-Steps 1-2 and the message and byte counters live in :mod:`secure_ws.consumer.traffic`, the token
-expiry and idle timers in :mod:`secure_ws.consumer.timers`, and how replies and closes are sent,
-audited and cleaned up (an ``error`` frame before every close, because daphne drops
-close reasons, daphne#374) in :mod:`secure_ws.consumer.audited`. This module decides what a
-connection and its messages must pass.
+method. Channel-layer events keep Channels' naming but reach only ``@event_handler``
+methods. Every connection that was accepted ends with exactly one ``connection_closed``
+audit record and signal (:meth:`SecureJsonWebsocketConsumer._cleanup`).
 """
 
 from __future__ import annotations
 
-import time
+import logging
 from typing import Any, ClassVar
 
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 from pydantic import BaseModel
 
 from secure_ws import signals
-from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, ErrorCode, Reason
+from secure_ws.codes import CloseCode, ErrorCode, Reason
 from secure_ws.conf import get_settings
-from secure_ws.connection import SCOPE_KEY, ConnectionInfo, get_connection_info
-from secure_ws.consumer.audited import AuditedConsumer
-from secure_ws.consumer.dispatch import collect_event_handlers, event_handler
+from secure_ws.connection import ConnectionInfo
+from secure_ws.consumer import admission, frames, loop, outbound
+from secure_ws.consumer.backpressure import OutputBound
 from secure_ws.consumer.limits import SETTING_LIMITS, ConnectionLimits, shared_limits
+from secure_ws.consumer.loop import collect_event_handlers, event_handler
 from secure_ws.consumer.messages import (
     AckPayload,
     AuthExpiringPayload,
@@ -41,21 +46,22 @@ from secure_ws.consumer.messages import (
     ClientMessage,
     EmptyPayload,
     ErrorPayload,
-    FrameRejected,
     MessageRegistry,
-    extract_client_id,
     message_handler,
 )
 from secure_ws.consumer.permissions import BasePermission, IsAuthenticated
-from secure_ws.consumer.traffic import VIOLATION_CODES, ConnectionTraffic
-from secure_ws.exceptions import BackendUnavailable, MessageRejected, Refused
-from secure_ws.gate.refusal import refuse
-from secure_ws.sessions.pubsub import ensure_subscribed
+from secure_ws.consumer.state import ConnectionState
+from secure_ws.consumer.timers import ConnectionTimers
+from secure_ws.consumer.traffic import VIOLATION_CODES
+from secure_ws.exceptions import MessageRejected
+from secure_ws.shutdown import install_daphne_shutdown
+
+logger = logging.getLogger("secure_ws.consumer")
 
 Message = dict[str, Any]
 
 
-class SecureJsonWebsocketConsumer(AuditedConsumer):
+class SecureJsonWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Base class for JSON WebSocket endpoints behind :func:`secure_ws.secure_websocket`.
 
     Subclass it, declare client message types with
@@ -65,7 +71,14 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
 
     It refuses to run unless the gate authenticated the scope, and refuses clients that do
     not offer the ``secure-ws.v1`` subprotocol (it never selects a ``bearer.`` entry).
+    Reply with :meth:`send_message` (or :meth:`send_event` for fan-out that may be
+    dropped), close with :meth:`close_with`; every close and reply follows the same rules
+    and leaves exactly one audit record when the connection ends.
     """
+
+    #: Fan-out events (:meth:`send_event`) are dropped while more than this fraction of
+    #: ``max_pending_output`` is unread, so replies still fit before the bound.
+    event_drop_fraction: float = 0.5
 
     #: Largest accepted text frame in bytes (``MAX_MESSAGE_BYTES``).
     max_message_bytes: int | None = None
@@ -107,24 +120,51 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
 
     #: The declared client message types, collected when the class is created.
     message_registry: ClassVar[MessageRegistry]
-    _permissions: ClassVar[dict[str, tuple[BasePermission, ...]]]
+    #: Each message type's permissions (``default_permissions`` where none were declared).
+    permissions_by_type: ClassVar[dict[str, tuple[BasePermission, ...]]]
+    #: Method names channel-layer events may run (collected from :func:`event_handler`).
+    event_handlers: ClassVar[frozenset[str]] = frozenset()
+    #: The channel-layer channel, once :meth:`open_channel` made it ("" until then).
+    channel_name: str = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._collect_messages()
+        cls.event_handlers = collect_event_handlers(cls)
 
     @classmethod
     def _collect_messages(cls) -> None:
         cls.message_registry = MessageRegistry.collect(cls)
         defaults = tuple(p() if isinstance(p, type) else p for p in cls.default_permissions)
-        cls._permissions = {
+        cls.permissions_by_type = {
             name: defaults if spec.permissions is None else spec.permissions
             for name, spec in cls.message_registry.specs.items()
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.limits: ConnectionLimits | None = None
+        #: Everything this connection carries (one slotted object, see its module).
+        self.state = ConnectionState(
+            ConnectionTimers(
+                close=self.close_with, warn=self._warn_expiring, failed=self._handler_failed
+            )
+        )
+        # Late daphne starts (``runserver``) import daphne after ``ready()``: install here.
+        install_daphne_shutdown()
+
+    async def __call__(self, scope: Message, receive: Any, send: Any) -> None:
+        """Serve one connection (the receive loop that keeps client frames from events)."""
+        await loop.serve(self, scope, receive, send)
+
+    @property
+    def connection(self) -> ConnectionInfo:
+        """Who this connection is: the gate's record, also the audit record."""
+        return self.state.info
+
+    @property
+    def limits(self) -> ConnectionLimits | None:
+        """This connection's limits (None until it is admitted)."""
+        return self.state.limits
 
     # ------------------------------------------------------------------ configuration
 
@@ -160,6 +200,9 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
     async def on_open(self) -> None:
         """Run once the connection is accepted."""
 
+    async def on_close(self, code: int) -> None:
+        """Run when an accepted connection ends, however it ends (before the audit record)."""
+
     async def receive_bytes(self, data: bytes) -> None:
         """Handle a binary frame of a consumer with ``allow_binary = True``.
 
@@ -168,149 +211,15 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         """
         raise MessageRejected(ErrorCode.INVALID_MESSAGE, "Binary frames are not handled")
 
-    # ------------------------------------------------------------------ handshake
+    # ------------------------------------------------------------------ client messages
 
     async def websocket_connect(self, message: Message) -> None:
         """Check the gate's work, register for revocation, accept with ``secure-ws.v1``."""
-        try:
-            await self._admit()
-        except Refused as refusal:
-            await self._refuse(refusal)
-            return
-        await self.accept(APP_SUBPROTOCOL)
-        self._accepted = True
-        self.attach_output()
-        info = self.connection
-        with self._audit_guard():
-            self._audit_sink().connection_opened(info)
-        await signals.send(signals.connection_accepted, info=info)
-        if self._pending_end is not None:
-            # Revoked (or the subscription lost) between registration and accept.
-            await self.close_with(*self._pending_end)
-            return
-        traffic = self.traffic
-        assert traffic is not None
-        warning = traffic.limits.token_expiry_warning
-        if info.token_exp is not None:
-            self.timers.watch_expiry(info.token_exp, warning, info.expiry_reason)
-        else:
-            # No credential expiry (anonymous, or a credential without one): a bounded age.
-            max_age = get_settings().MAX_CONNECTION_AGE
-            self.timers.watch_expiry(info.opened_at + max_age, warning, Reason.CONNECTION_TOO_OLD)
-        if traffic.limits.idle_timeout is not None:
-            self.timers.watch_idle(traffic.limits.idle_timeout, lambda: traffic.last_activity)
-        try:
-            await self.on_open()
-        except Exception:
-            self._count_handler_error("on_open")
-
-    async def _admit(self) -> None:
-        scope = self.scope
-        info = scope.get(SCOPE_KEY)
-        if not isinstance(info, ConnectionInfo):
-            self.connection = get_connection_info(scope)
-            raise Refused(Reason.NOT_AUTHENTICATED, "consumer is not behind secure_websocket()")
-        self.connection = info
-        user = scope.get("user")
-        if user is not None and user.is_authenticated:
-            if info.user_id is None or str(user.pk) != str(info.user_id):
-                raise Refused(Reason.NOT_AUTHENTICATED, "scope user does not match the gate's")
-        elif get_settings().REQUIRE_AUTHENTICATION or info.user_id is not None:
-            raise Refused(Reason.NOT_AUTHENTICATED, "the gate did not authenticate the scope")
-        if APP_SUBPROTOCOL not in scope.get("subprotocols", ()):
-            raise Refused(Reason.SUBPROTOCOL_REQUIRED, "client did not offer secure-ws.v1")
-        if self.channel_layer is None:
-            raise Refused(Reason.BACKEND_UNAVAILABLE, "no channel layer")
-        self.limits = self.get_limits()
-        self.traffic = ConnectionTraffic(info, self.limits)
-        await self.check_connection()
-        for group in self.get_groups():
-            try:
-                await self.channel_layer.group_add(group, await self.open_channel())
-            except Exception as exc:
-                raise Refused(Reason.BACKEND_UNAVAILABLE, "channel layer group_add failed") from exc
-            self._joined_groups.append(group)
-        # Last, so that nothing after it can refuse: from here a revocation reaches it.
-        try:
-            registry = await ensure_subscribed()
-        except BackendUnavailable as exc:
-            raise Refused(Reason.BACKEND_UNAVAILABLE, "revocation subscription down") from exc
-        registry.add(self)
-        self._registry = registry
-
-    async def _refuse(self, refusal: Refused) -> None:
-        # The same answer as a gate refusal (HTTP 403, or accept + error + close).
-        self._closing = True
-        await refuse(self.scope, None, self.base_send, refusal, connect_received=True)
-
-    # ------------------------------------------------------------------ frames
+        await admission.connect(self)
 
     async def websocket_receive(self, message: Message) -> None:
         """Check, validate and dispatch one client frame (the per-message hot path)."""
-        traffic = self.traffic
-        if self._closing or not self._accepted or traffic is None:
-            return
-        text = message.get("text")
-        if text is None:
-            await self._receive_binary(traffic, message.get("bytes") or b"")
-            return
-        nbytes = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-        if not await self._admit_frame(traffic, nbytes, text):
-            return
-        try:
-            decoded = self.message_registry.decode(text, max_depth=traffic.limits.max_json_depth)
-        except FrameRejected as exc:
-            await self.reject(exc, exc.client_id)
-            return
-        except Exception:
-            # A decoder bug must not end the connection (or the server) either.
-            self._count_handler_error("decode")
-            await self.send_error(ErrorCode.SERVER_ERROR, "Internal error")
-            return
-        await self._dispatch_message(decoded)
-
-    async def _admit_frame(self, traffic: ConnectionTraffic, nbytes: int, text: str | None) -> bool:
-        verdict = traffic.received(nbytes)
-        if verdict.close is not None:
-            await self.close_with(*verdict.close)
-        elif verdict.rejection is not None:
-            # Echo the client id of a rate-limited frame; an oversized one is not parsed.
-            rate_limited = verdict.rejection.code == ErrorCode.RATE_LIMITED
-            client_id = extract_client_id(text) if rate_limited and text is not None else None
-            await self.reject(verdict.rejection, client_id, violation=verdict.violation)
-        return verdict.admitted
-
-    async def _receive_binary(self, traffic: ConnectionTraffic, data: bytes) -> None:
-        if not traffic.limits.allow_binary:
-            traffic.received(len(data))
-            await self.close_with(CloseCode.UNSUPPORTED_DATA, Reason.BINARY_NOT_ALLOWED)
-            return
-        if not await self._admit_frame(traffic, len(data), None):
-            return
-        try:
-            await self.receive_bytes(data)
-        except MessageRejected as exc:
-            await self.reject(exc)
-        except Exception:
-            self._count_handler_error("receive_bytes")
-            await self.send_error(ErrorCode.SERVER_ERROR, "Internal error")
-
-    async def _dispatch_message(self, message: ClientMessage[Any]) -> None:
-        spec = self.message_registry.specs[message.type]
-        try:
-            for permission in self._permissions[message.type]:
-                allowed = permission.has_permission(self, message)
-                if not isinstance(allowed, bool):
-                    allowed = await allowed
-                if not allowed:
-                    await self.reject(MessageRejected(ErrorCode.FORBIDDEN, "Forbidden"), message.id)
-                    return
-            await getattr(self, spec.handler_name)(message)
-        except MessageRejected as exc:
-            await self.reject(exc, message.id)
-        except Exception:
-            self._count_handler_error(spec.handler_name)
-            await self.send_error(ErrorCode.SERVER_ERROR, "Internal error", client_id=message.id)
+        await frames.receive(self, message)
 
     # ------------------------------------------------------------------ replies
 
@@ -321,8 +230,138 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
         await self.send_error(exc.code, exc.detail, exc.errors, client_id)
         if exc.code in VIOLATION_CODES:
             self.security_event(exc.code.value, exc.detail)
-            if violation and self.traffic is not None and self.traffic.violation():
+            traffic = self.state.traffic
+            if violation and traffic is not None and traffic.violation():
                 await self.close_with(CloseCode.POLICY_VIOLATION, Reason.TOO_MANY_VIOLATIONS)
+
+    async def send_message(
+        self, type: str, payload: BaseModel | dict[str, Any] | None = None, id: str | None = None
+    ) -> None:
+        """Send ``{"type", "id"?, "payload"}`` to the client (dropped once closing).
+
+        Past ``max_pending_output`` unread bytes, or after a send that waited
+        ``pending_output_timeout`` seconds, the frame is not sent and the connection is
+        closed 4429 ``slow_consumer`` instead.
+        """
+        if not self.state.closing:
+            await outbound.send_text(self, outbound.encode_frame(type, payload, id))
+
+    async def send_event(
+        self, type: str, payload: BaseModel | dict[str, Any] | None = None
+    ) -> bool:
+        """Send a fan-out event, or drop and count it while the client is not reading.
+
+        A subscriber that stalls must not make the server buffer every event of its
+        groups: from :attr:`event_drop_fraction` of ``max_pending_output`` unread, events
+        are dropped, counted on ``ConnectionInfo.events_dropped`` (in the close's audit
+        row and the ``secure_ws_events_dropped_total`` metric) and the first drop is a
+        ``slow_consumer`` security event. Clients see the gap in ``seq`` and ``resync``.
+
+        Returns:
+            Whether the event was sent.
+        """
+        return await outbound.send_event(self, type, payload)
+
+    async def send_error(
+        self,
+        code: ErrorCode | Reason,
+        detail: str = "",
+        errors: list[dict[str, object]] | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        """Send an ``error`` frame; ``detail`` is a fixed text, never client input."""
+        payload: dict[str, Any] = {"code": code.value, "detail": detail}
+        if errors:
+            payload["errors"] = errors
+        await self.send_message("error", payload, id=client_id)
+
+    def attach_output(self) -> None:
+        """Find the server's output buffer of this connection (once, when it is accepted)."""
+        state = self.state
+        if state.traffic is not None:
+            state.output = OutputBound.attach(
+                self.base_send, state.info, state.traffic.limits, self.event_drop_fraction
+            )
+
+    def security_event(self, kind: str, detail: str) -> None:
+        """Log, audit and signal one security event of this connection (never raw input)."""
+        self.state.security_event(kind, detail)
+
+    # ------------------------------------------------------------------ closing
+
+    async def close_with(
+        self, code: CloseCode, reason: Reason, detail: str = "", client_id: str | None = None
+    ) -> None:
+        """Close an open connection: an ``error`` frame with ``reason``, then the close.
+
+        The frame comes first because daphne drops close reasons (daphne#374).
+        """
+        await outbound.close_with(self, code, reason, detail, client_id)
+
+    async def websocket_disconnect(self, message: Message) -> None:
+        """The socket is gone: clean up (groups, timers, audit) and stop the consumer."""
+        code = message.get("code")
+        await self._cleanup(self.state.close_code or (code if isinstance(code, int) else 1000))
+        raise StopConsumer()
+
+    async def finish(self) -> None:
+        """Clean up when the loop stops, even without ``websocket.disconnect``."""
+        await self._cleanup(self.state.close_code or CloseCode.GOING_AWAY)
+
+    async def _cleanup(self, code: int) -> None:
+        state = self.state
+        if state.cleaned:
+            return
+        state.cleaned = state.closing = True
+        if state.registry is not None:
+            state.registry.remove(self)
+            state.registry = None
+        await state.timers.stop()
+        for group in state.groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.warning("group_discard failed: connection_id=%s", state.info.connection_id)
+        state.groups.clear()
+        if state.accepted:
+            try:
+                await self.on_close(code)
+            except Exception:
+                state.handler_error("on_close")
+            state.closed(code)
+            await signals.send(signals.connection_closed, info=state.info, close_code=code)
+
+    async def _warn_expiring(self, expires_in: float) -> None:
+        await self.send_message("auth.expiring", AuthExpiringPayload(expires_in=expires_in))
+
+    def _handler_failed(self, where: str) -> None:
+        self.state.handler_error(where)
+
+    # ------------------------------------------------------------------ groups and events
+
+    async def join_group(self, group: str) -> None:
+        """Add this connection to ``group``; it leaves it again when the connection ends."""
+        groups = self.state.groups
+        if group in groups:
+            return
+        await self.channel_layer.group_add(group, await self.open_channel())
+        groups.append(group)
+
+    async def leave_group(self, group: str) -> None:
+        """Remove this connection from ``group`` (a no-op if it is not a member)."""
+        groups = self.state.groups
+        if group not in groups:
+            return
+        groups.remove(group)
+        await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def open_channel(self) -> str:
+        """Return this connection's channel-layer channel, creating it on first use."""
+        return await loop.open_channel(self)
+
+    def deliver_event(self, event: Message) -> None:
+        """Queue ``event`` for this connection's loop (server code only: the registry)."""
+        loop.deliver(self.state, event)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -336,9 +375,10 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
 
         Before the accept, the close is remembered and happens right after it.
         """
-        if not self._accepted:
-            if self._pending_end is None:
-                self._pending_end = (code, reason)
+        state = self.state
+        if not state.accepted:
+            if state.pending_end is None:
+                state.pending_end = (code, reason)
             return
         await self.close_with(code, reason)
 
@@ -352,35 +392,7 @@ class SecureJsonWebsocketConsumer(AuditedConsumer):
     @message_handler("auth.refresh", schema=AuthRefreshPayload, permissions=[IsAuthenticated])
     async def handle_auth_refresh(self, message: ClientMessage[AuthRefreshPayload]) -> None:
         """Move the connection's expiry with a new access token of the same user."""
-        from secure_ws.gate.credentials import validate_access_token
-
-        try:
-            validated = await validate_access_token(message.payload.token.get_secret_value())
-        except Refused as exc:
-            if exc.reason == Reason.BACKEND_UNAVAILABLE:
-                raise MessageRejected(ErrorCode.SERVER_ERROR, "Try again later") from None
-            raise MessageRejected(ErrorCode.INVALID_MESSAGE, "Token not accepted") from None
-        info = self.connection
-        if info.user_id is None or str(validated.user.pk) != str(info.user_id):
-            await self.close_with(CloseCode.FORBIDDEN, Reason.FORBIDDEN, client_id=message.id)
-            return
-        await self._move_session(validated.session_id)
-        info.token_exp = validated.exp
-        info.token_jti = validated.jti
-        info.expiry_reason = Reason.TOKEN_EXPIRED
-        limits = self.limits
-        assert limits is not None
-        self.timers.watch_expiry(validated.exp, limits.token_expiry_warning, Reason.TOKEN_EXPIRED)
-        expires_in = round(max(0.0, validated.exp - time.time()), 3)
-        await self.send_message("ack", {"expires_in": expires_in}, id=message.id)
-
-    async def _move_session(self, session_id: str | None) -> None:
-        info = self.connection
-        if session_id == info.session_id or not session_id:
-            return
-        info.session_id = session_id
-        if self._registry is not None:
-            self._registry.move_session(self, session_id)
+        await admission.refresh(self, message)
 
 
 SecureJsonWebsocketConsumer._collect_messages()
