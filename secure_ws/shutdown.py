@@ -8,7 +8,7 @@ frame (autobahn refuses 1001 through ``sendClose``, so it goes through ``sendClo
 as daphne does for 1011), and a "during shutdown" trigger that flushes the audit writer
 in a worker thread once the cancelled consumers have recorded their closes (a cancelled
 secure_ws consumer records ``connection_closed`` with 1001, see
-:meth:`~secure_ws.consumer.audited.AuditedConsumer.finish`).
+:meth:`~secure_ws.consumer.secure.SecureJsonWebsocketConsumer.finish`).
 
 Nothing happens outside a daphne process: under uvicorn (which sends 1012 itself) or in
 tests no Twisted reactor is installed and :func:`install_daphne_shutdown` does nothing.

@@ -264,4 +264,4 @@ async def test_channels_consumer_call_sets_only_the_attributes_our_loop_sets(
         "channel_layer",
         "channel_name",
         "channel_receive",
-    }, "channels' AsyncConsumer.__call__ sets other attributes: update secure_ws.consumer.loop.serve"
+    }, "channels' AsyncConsumer.__call__ sets other attributes: update consumer.loop.serve"

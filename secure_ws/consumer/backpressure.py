@@ -10,7 +10,7 @@ instead, so there a stalled client shows up as a send that does not return.
 :mod:`secure_ws.compat`) and its limits, and answers the consumer's three questions
 cheaply (an attribute read on the transport, no syscall): is the client past the bound,
 may this send wait, and should this fan-out event be dropped. The consumer
-(:class:`~secure_ws.consumer.audited.AuditedConsumer`) does the sending and the closing.
+(:mod:`secure_ws.consumer.outbound`) does the sending and the closing.
 """
 
 from __future__ import annotations

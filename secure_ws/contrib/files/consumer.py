@@ -32,8 +32,8 @@ from pydantic import BaseModel
 
 from secure_ws.codes import ErrorCode
 from secure_ws.conf import get_settings, register_cache_clearer
-from secure_ws.consumer.loop import event_handler
 from secure_ws.consumer.limits import TokenBucket
+from secure_ws.consumer.loop import event_handler
 from secure_ws.consumer.messages import ClientMessage, message_handler
 from secure_ws.consumer.permissions import BasePermission, IsAuthenticated
 from secure_ws.consumer.secure import SecureJsonWebsocketConsumer
