@@ -51,6 +51,7 @@ class Sender(Protocol):
     base_send: Any
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
+    def security_event(self, kind: str, detail: str) -> None: ...
     async def send_message(
         self, type: str, payload: BaseModel | dict[str, Any] | None = None, id: str | None = None
     ) -> None: ...
@@ -132,7 +133,9 @@ async def close_slow_consumer(consumer: Sender, pending: int) -> None:
         pending,
         state.info.connection_id,
     )
-    state.security_event(Reason.SLOW_CONSUMER.value, f"close {int(code)}: {pending} bytes unread")
+    consumer.security_event(
+        Reason.SLOW_CONSUMER.value, f"close {int(code)}: {pending} bytes unread"
+    )
     error = encode_frame(
         "error",
         {"code": Reason.SLOW_CONSUMER.value, "detail": CLOSE_DETAILS[Reason.SLOW_CONSUMER]},
@@ -183,7 +186,7 @@ async def send_event(
     pending = state.output.drop_event() if state.output is not None else 0
     if pending:
         if state.info.events_dropped == 1:
-            state.security_event(
+            consumer.security_event(
                 Reason.SLOW_CONSUMER.value, f"events dropped: {pending} bytes unread"
             )
         return False
@@ -211,5 +214,5 @@ async def close_with(
     state.info.close_reason = reason.value
     state.timers.cancel()
     if code != CloseCode.NORMAL:
-        state.security_event(reason.value, f"close {int(code)}")
+        consumer.security_event(reason.value, f"close {int(code)}")
     await close_transport(consumer, int(code), reason.value)
