@@ -18,8 +18,7 @@ What runs before any handler (in this order, for every text frame):
 Client frames never go through Channels' ``dispatch()`` type-to-method mapping: a client
 that sends ``{"type": "websocket.disconnect"}`` gets ``unknown_type``, not an internal
 method. Channel-layer events keep Channels' naming but reach only ``@event_handler``
-methods. Every connection that was accepted ends with exactly one ``connection_closed``
-audit record and signal (:meth:`SecureJsonWebsocketConsumer._cleanup`).
+methods. An accepted connection ends with exactly one ``connection_closed`` audit record.
 """
 
 from __future__ import annotations
@@ -65,15 +64,13 @@ class SecureJsonWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Base class for JSON WebSocket endpoints behind :func:`secure_ws.secure_websocket`.
 
     Subclass it, declare client message types with
-    :func:`~secure_ws.consumer.messages.message_handler` on ``handle_<type>`` coroutines, and reply
-    with :meth:`send_message`. Each limit below is a class attribute: ``None`` reads the
-    ``SECURE_WS`` setting of the same name when a connection opens.
+    :func:`~secure_ws.consumer.messages.message_handler` on ``handle_<type>`` coroutines,
+    reply with :meth:`send_message` (:meth:`send_event` for fan-out that may be dropped)
+    and close with :meth:`close_with`. Each limit below is a class attribute: ``None``
+    reads the ``SECURE_WS`` setting of the same name when a connection opens.
 
     It refuses to run unless the gate authenticated the scope, and refuses clients that do
     not offer the ``secure-ws.v1`` subprotocol (it never selects a ``bearer.`` entry).
-    Reply with :meth:`send_message` (or :meth:`send_event` for fan-out that may be
-    dropped), close with :meth:`close_with`; every close and reply follows the same rules
-    and leaves exactly one audit record when the connection ends.
     """
 
     #: Fan-out events (:meth:`send_event`) are dropped while more than this fraction of
