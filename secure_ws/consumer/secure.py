@@ -50,7 +50,6 @@ from secure_ws.consumer.messages import (
 )
 from secure_ws.consumer.permissions import BasePermission, IsAuthenticated
 from secure_ws.consumer.state import ConnectionState
-from secure_ws.consumer.timers import ConnectionTimers
 from secure_ws.consumer.traffic import VIOLATION_CODES
 from secure_ws.exceptions import MessageRejected
 from secure_ws.shutdown import install_daphne_shutdown
@@ -141,11 +140,7 @@ class SecureJsonWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Everything this connection carries (one slotted object, see its module).
-        self.state = ConnectionState(
-            ConnectionTimers(
-                close=self.close_with, warn=self._warn_expiring, failed=self._handler_failed
-            )
-        )
+        self.state = ConnectionState(close=self.close_with, warn=self._warn_expiring)
         # Late daphne starts (``runserver``) import daphne after ``ready()``: install here.
         install_daphne_shutdown()
 
@@ -330,9 +325,6 @@ class SecureJsonWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _warn_expiring(self, expires_in: float) -> None:
         await self.send_message("auth.expiring", AuthExpiringPayload(expires_in=expires_in))
-
-    def _handler_failed(self, where: str) -> None:
-        self.state.handler_error(where)
 
     # ------------------------------------------------------------------ groups and events
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from secure_ws import signals
 from secure_ws.audit.sink import get_audit_sink
 from secure_ws.codes import CloseCode, ErrorCode, Reason
 from secure_ws.connection import ConnectionInfo
-from secure_ws.consumer.timers import ConnectionTimers
+from secure_ws.consumer.timers import Closer, ConnectionTimers
 
 if TYPE_CHECKING:
     from secure_ws.consumer.backpressure import OutputBound
@@ -62,14 +63,15 @@ class ConnectionState:
         "wake",
     )
 
-    def __init__(self, timers: ConnectionTimers) -> None:
+    def __init__(self, close: Closer, warn: Callable[[float], Awaitable[None]]) -> None:
         #: Who the connection is; replaced by the gate's object when it is admitted.
         self.info = ConnectionInfo()
         #: Limits, counters and the unread-output bound: set once the connection is admitted.
         self.limits: ConnectionLimits | None = None
         self.traffic: ConnectionTraffic | None = None
         self.output: OutputBound | None = None
-        self.timers = timers
+        #: Expiry and idle timers: they close with ``close``, warn with ``warn``.
+        self.timers = ConnectionTimers(close=close, warn=warn, failed=self.handler_error)
         #: Channel-layer groups joined (left again when the connection ends).
         self.groups: list[str] = []
         #: The connection registry holding this connection (set when it is admitted).
