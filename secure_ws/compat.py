@@ -261,7 +261,7 @@ def _send_chain(send: Any) -> list[Any]:
         elif hasattr(current, "__self__"):
             current = current.__self__
         else:
-            # Wrappers like secure_ws.gate.stack._Progress keep the inner send as ``_send``.
+            # Wrappers like secure_ws.gate.guard.Progress keep the inner send as ``_send``.
             current = getattr(current, "_send", None)
     return chain
 

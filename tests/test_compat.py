@@ -23,7 +23,7 @@ from secure_ws.compat import (
     find_output_buffer,
     twisted_reactor,
 )
-from secure_ws.gate.stack import _Progress
+from secure_ws.gate.guard import Progress
 
 pytestmark = pytest.mark.unit
 
@@ -106,7 +106,7 @@ async def test_daphne_hands_the_application_a_partial_around_its_protocol() -> N
     assert isinstance(direct, TwistedOutputBuffer), "daphne's send is no longer a partial"
     assert direct.protocol is protocol
     # The gate wraps send in an object that keeps the inner one as ``_send``.
-    wrapped = find_output_buffer(_Progress(None, captured["send"]).send)
+    wrapped = find_output_buffer(Progress(None, captured["send"]).send)
     assert isinstance(wrapped, TwistedOutputBuffer)
     assert wrapped.protocol is protocol
     assert isinstance(captured["through_closure"], TwistedOutputBuffer)
@@ -152,7 +152,7 @@ async def test_uvicorn_send_is_a_method_of_a_protocol_with_an_asyncio_transport(
     client_side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         transport, _ = await loop.connect_accepted_socket(lambda: protocol, server_side)
-        buffer = find_output_buffer(_Progress(None, protocol.send).send)
+        buffer = find_output_buffer(Progress(None, protocol.send).send)
         assert isinstance(buffer, AsyncioOutputBuffer), "uvicorn's send/transport changed"
         assert buffer.blocking
         transport.write(b"x" * 4_000_000)  # the peer never reads
@@ -171,7 +171,7 @@ async def test_uvicorn_send_is_a_method_of_a_protocol_with_an_asyncio_transport(
 async def test_an_unknown_server_is_reported_as_unknown() -> None:
     queue: asyncio.Queue[Any] = asyncio.Queue()  # what channels' test communicator sends to
     assert find_output_buffer(queue.put) is None
-    assert find_output_buffer(_Progress(None, queue.put).send) is None
+    assert find_output_buffer(Progress(None, queue.put).send) is None
 
 
 def test_daphne_access_log_entry_still_takes_the_request_third() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from secure_ws.connection import ConnectionInfo, get_connection_info
 from secure_ws.exceptions import Refused
 from secure_ws.gate.admission import settle_throttle
 from secure_ws.gate.refusal import refuse
@@ -37,8 +38,12 @@ class GateStep:
     def __init__(self, application: ASGIApp) -> None:
         self.application = application
 
-    async def check(self, scope: Scope) -> None:
-        """Inspect ``scope`` (and fill its ConnectionInfo); raise ``Refused`` to refuse."""
+    async def check(self, scope: Scope, info: ConnectionInfo) -> None:
+        """Inspect ``scope`` and fill ``info`` (its ConnectionInfo); raise ``Refused`` to refuse.
+
+        Runs before the handshake is answered and returns: nothing of a step stays alive
+        for the connection (:class:`~secure_ws.gate.stack.Gate` runs the checks in turn).
+        """
         raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -46,7 +51,7 @@ class GateStep:
             await self.application(scope, receive, send)
             return
         try:
-            await self.check(scope)
+            await self.check(scope, get_connection_info(scope))
         except Refused as refusal:
             await refuse(scope, receive, send, await settled(scope, refusal))
             return

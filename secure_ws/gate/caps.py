@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from secure_ws.conf import get_settings
-from secure_ws.connection import get_connection_info
+from secure_ws.connection import ConnectionInfo, get_connection_info
 from secure_ws.exceptions import Refused
 from secure_ws.gate.admission import (
     ADMISSION_SCOPE_KEY,
@@ -119,12 +119,8 @@ class ConnectionCapMiddleware:
         if scope.get("type") != "websocket":
             await self.application(scope, receive, send)
             return
-        admission = scope.get(ADMISSION_SCOPE_KEY)
-        slot = admission.slot if isinstance(admission, Admission) else None
         try:
-            if slot is None:
-                # Not taken by the credentials step: take it now, with any deferred token.
-                slot = await self._acquire(scope)
+            slot = await self.admit(scope, get_connection_info(scope))
         except Refused as refusal:
             await refuse(scope, receive, send, refusal)
             return
@@ -136,10 +132,26 @@ class ConnectionCapMiddleware:
         finally:
             await slot.release()
 
-    async def _acquire(self, scope: Scope) -> ConnectionSlot:
+    async def admit(self, scope: Scope, info: ConnectionInfo) -> ConnectionSlot:
+        """Return the connection's slot, not yet heartbeating; the caller releases it.
+
+        The credentials step took it in its admission call when it could; otherwise it is
+        taken now, with any deferred handshake token.
+
+        Raises:
+            Refused: a cap is full (or the deferred token's bucket is empty).
+            BackendUnavailable: Redis is configured but did not answer (fail closed).
+        """
+        admission = scope.get(ADMISSION_SCOPE_KEY)
+        slot = admission.slot if isinstance(admission, Admission) else None
+        if slot is not None:
+            return slot
+        return await self._acquire(scope, info)
+
+    async def _acquire(self, scope: Scope, info: ConnectionInfo) -> ConnectionSlot:
         request = self.cap_request(scope)
         user = scope.get("user")
-        user_id: object = get_connection_info(scope).user_id
+        user_id: object = info.user_id
         if user is not None and getattr(user, "is_authenticated", False):
             # Keyed like the credentials step keys it: by simplejwt's USER_ID_FIELD.
             from rest_framework_simplejwt.settings import api_settings
@@ -148,7 +160,7 @@ class ConnectionCapMiddleware:
         return await acquire_slot(
             request.slot_id,
             user_id,
-            get_connection_info(scope).client_ip,
+            info.client_ip,
             request.user_limit,
             request.ip_limit,
             request.ttl,

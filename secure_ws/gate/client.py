@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings, register_cache_clearer
-from secure_ws.connection import MAX_USER_AGENT_CHARS, get_connection_info
+from secure_ws.connection import MAX_USER_AGENT_CHARS, ConnectionInfo
 from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
 from secure_ws.gate.handshake import lenient_headers
@@ -108,8 +108,7 @@ class ClientAddressMiddleware(GateStep):
         super().__init__(application)
         self.trusted_proxies = None if trusted_proxies is None else tuple(trusted_proxies)
 
-    async def check(self, scope: Scope) -> None:
-        info = get_connection_info(scope)
+    async def check(self, scope: Scope, info: ConnectionInfo) -> None:
         client = scope.get("client")
         peer = str(client[0]) if client else None
         info.client_ip = peer or ""

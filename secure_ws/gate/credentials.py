@@ -35,7 +35,7 @@ from django.db import DatabaseError
 
 from secure_ws.codes import AuthMethod, Reason
 from secure_ws.conf import get_settings
-from secure_ws.connection import get_connection_info
+from secure_ws.connection import ConnectionInfo, get_connection_info
 from secure_ws.exceptions import BackendUnavailable, Refused
 from secure_ws.gate.admission import (
     CAP_REASONS,
@@ -191,9 +191,9 @@ class CredentialsMiddleware(GateStep):
         self.allow_query_token = allow_query_token
         self.caps = application if isinstance(application, ConnectionCapMiddleware) else None
 
-    async def check(self, scope: Scope) -> None:
+    async def check(self, scope: Scope, info: ConnectionInfo) -> None:
         try:
-            await self._check(scope)
+            await self._check(scope, info)
         finally:
             # The last step that reads headers in secure_websocket(): the consumer never
             # needs the parsed copy, so it does not stay in the scope for the connection's
@@ -302,9 +302,8 @@ class CredentialsMiddleware(GateStep):
         )
         return await run_admission(request)
 
-    async def _check(self, scope: Scope) -> None:
+    async def _check(self, scope: Scope, info: ConnectionInfo) -> None:
         settings = get_settings()
-        info = get_connection_info(scope)
         allow_session = (
             settings.ALLOW_SESSION_AUTH if self.allow_session is None else self.allow_session
         )

@@ -28,7 +28,7 @@ from django.conf import settings as django_settings
 
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings, register_cache_clearer
-from secure_ws.connection import get_connection_info
+from secure_ws.connection import ConnectionInfo
 from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
 from secure_ws.gate.handshake import get_headers
@@ -127,8 +127,7 @@ class OriginMiddleware(GateStep):
         )
         self.check_origin = check_origin
 
-    async def check(self, scope: Scope) -> None:
-        info = get_connection_info(scope)
+    async def check(self, scope: Scope, info: ConnectionInfo) -> None:
         headers = get_headers(scope)
         if headers.count("origin") > 1:
             raise Refused(Reason.ORIGIN_REFUSED, "duplicate Origin header")

@@ -31,7 +31,7 @@ import redis.exceptions
 
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings
-from secure_ws.connection import get_connection_info
+from secure_ws.connection import ConnectionInfo
 from secure_ws.exceptions import BackendUnavailable, Refused
 from secure_ws.gate.admission import ThrottleRequest, defer_throttle
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
@@ -147,9 +147,8 @@ class HandshakeThrottleMiddleware(GateStep):
         self.burst = burst
         self.defer = defer
 
-    async def check(self, scope: Scope) -> None:
+    async def check(self, scope: Scope, info: ConnectionInfo) -> None:
         settings = get_settings()
-        info = get_connection_info(scope)
         rate = settings.HANDSHAKE_RATE if self.rate is None else self.rate
         burst = settings.HANDSHAKE_BURST if self.burst is None else self.burst
         if self.defer and get_redis() is not None:

@@ -20,7 +20,7 @@ from django.http.request import split_domain_port, validate_host
 
 from secure_ws.codes import Reason
 from secure_ws.conf import get_settings
-from secure_ws.connection import get_connection_info
+from secure_ws.connection import ConnectionInfo
 from secure_ws.exceptions import Refused
 from secure_ws.gate.base import ASGIApp, GateStep, Scope
 from secure_ws.gate.handshake import get_headers
@@ -79,9 +79,8 @@ class TransportMiddleware(GateStep):
         self.root_path = root_path
         self.trust_proxy_root_path = trust_proxy_root_path
 
-    async def check(self, scope: Scope) -> None:
+    async def check(self, scope: Scope, info: ConnectionInfo) -> None:
         settings = get_settings()
-        info = get_connection_info(scope)
         headers = get_headers(scope)
         for name in SINGLE_HEADERS:
             if headers.count(name) > 1:

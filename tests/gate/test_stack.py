@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from channels.routing import URLRouter
 from django.urls import path
 
+from secure_ws import gate as gate_package
 from secure_ws.codes import APP_SUBPROTOCOL, CloseCode, Reason
 from secure_ws.gate.stack import secure_websocket
 from tests.e2e.gate_asgi import info_consumer, websocket_app
@@ -205,3 +210,62 @@ async def test_a_malformed_handshake_flood_is_throttled_too(
         )
         codes.append(await refusal_code(comm))
     assert codes == [Reason.BAD_HANDSHAKE.value] * 2 + ["403"]
+
+
+def _gate_frames_alive() -> list[str]:
+    """The secure_ws.gate coroutines suspended in any task's await chain, by name."""
+    gate_dir = str(Path(gate_package.__file__).parent)
+    found = []
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        while inspect.iscoroutine(coro):
+            if coro.cr_frame is not None and coro.cr_code.co_filename.startswith(gate_dir):
+                found.append(coro.cr_code.co_qualname)
+            coro = coro.cr_await
+    return found
+
+
+async def test_an_open_connection_keeps_one_gate_frame_not_one_per_step(
+    communicator: Any, demo_users: dict[str, Any], token_for: Any
+) -> None:
+    # The gate runs its steps from one frame: once admitted, nothing of the gate but that
+    # frame stays suspended above the consumer (no frame per step, no receive wrapper).
+    # Per-process tasks (the slot heartbeat) are not per connection: compare one open
+    # connection with two.
+    token = token_for(demo_users["alice"])
+    frames = []
+    comms = []
+    for _ in range(2):
+        comm = communicator(websocket_app, subprotocols=bearer(token))
+        assert (await comm.connect())[0]
+        await comm.receive_from()
+        await comm.send_to(text_data="ping")
+        assert await comm.receive_from() == "ping"
+        comms.append(comm)
+        frames.append(Counter(_gate_frames_alive()))
+    assert list((frames[1] - frames[0]).elements()) == ["Gate.__call__"]
+    for comm in comms:
+        await comm.disconnect()
+
+
+def test_the_gate_runs_its_steps_in_the_documented_order() -> None:
+    from secure_ws.gate.caps import ConnectionCapMiddleware
+    from secure_ws.gate.client import ClientAddressMiddleware
+    from secure_ws.gate.credentials import CredentialsMiddleware
+    from secure_ws.gate.origin import OriginMiddleware
+    from secure_ws.gate.stack import Gate
+    from secure_ws.gate.throttle import HandshakeThrottleMiddleware
+    from secure_ws.gate.transport import TransportMiddleware
+
+    inner = URLRouter([path("ws/info/", info_consumer)])
+    gate = secure_websocket(inner)
+    assert isinstance(gate, Gate)
+    assert [type(step) for step in gate.steps] == [
+        ClientAddressMiddleware,
+        HandshakeThrottleMiddleware,
+        TransportMiddleware,
+        OriginMiddleware,
+        CredentialsMiddleware,
+    ]
+    assert isinstance(gate.caps, ConnectionCapMiddleware)
+    assert gate.inner is inner
