@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,12 @@ class ConnectionInfo:
     events_dropped: int = 0
     #: The reason code of a close the server decided (``revoked``, ``slow_consumer``, ...).
     close_reason: str = ""
+    #: Gives the connection's cap slot back (set by the gate, idempotent). The consumer calls
+    #: it as soon as the client's close arrives, before its own clean-up, so a client that
+    #: reconnects at its cap is not refused by a slot its closed socket still holds.
+    release_slot: Callable[[], Awaitable[None]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 class _EscapedText:

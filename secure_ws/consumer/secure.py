@@ -291,7 +291,10 @@ class SecureJsonWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await outbound.close_with(self, code, reason, detail, client_id)
 
     async def websocket_disconnect(self, message: Message) -> None:
-        """The socket is gone: clean up (groups, timers, audit) and stop the consumer."""
+        """The socket is gone: give its cap slot back, clean up, and stop the consumer."""
+        release_slot = self.state.info.release_slot
+        if release_slot is not None:
+            await release_slot()
         code = message.get("code")
         await self._cleanup(self.state.close_code or (code if isinstance(code, int) else 1000))
         raise StopConsumer()

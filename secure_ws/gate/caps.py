@@ -127,6 +127,7 @@ class ConnectionCapMiddleware:
         finally:
             scope.pop(ADMISSION_SCOPE_KEY, None)
         slot.start_heartbeat()
+        get_connection_info(scope).release_slot = slot.release
         try:
             await self.application(scope, receive, send)
         finally:

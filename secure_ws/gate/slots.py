@@ -59,12 +59,13 @@ local_slots: defaultdict[str, set[str]] = defaultdict(set)
 class ConnectionSlot:
     """One connection's place in its user's and its IP's caps, held until :meth:`release`."""
 
-    __slots__ = ("keys", "slot_id", "ttl")
+    __slots__ = ("keys", "released", "slot_id", "ttl")
 
     def __init__(self, slot_id: str, keys: list[str], ttl: int) -> None:
         self.slot_id = slot_id
         self.keys = keys
         self.ttl = ttl
+        self.released = False
 
     def start_heartbeat(self) -> None:
         """Keep the slot alive while the connection is open (Redis only)."""
@@ -72,7 +73,10 @@ class ConnectionSlot:
             _for_loop(_heartbeats, SlotHeartbeat).add(self)
 
     async def release(self) -> None:
-        """Give the slot back; never raises (the slot expires by itself if this fails)."""
+        """Give the slot back, once; never raises (a failed release is retried, see above)."""
+        if self.released:
+            return
+        self.released = True
         heartbeat = _heartbeats.get(asyncio.get_running_loop())
         if heartbeat is not None:
             heartbeat.discard(self)

@@ -92,6 +92,7 @@ class Gate:
         try:
             try:
                 slot.start_heartbeat()
+                info.release_slot = slot.release
                 await self.inner(scope, progress.receive, progress.send)
             finally:
                 await slot.release()

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from channels.testing import WebsocketCommunicator
 
+from secure_ws import SecureJsonWebsocketConsumer
 from secure_ws.codes import Reason
 from secure_ws.connection import get_connection_info
 from secure_ws.exceptions import Refused
 from secure_ws.gate.caps import ConnectionCapMiddleware, acquire_slot
 from secure_ws.state import key
+from secure_ws.testing import access_token_for
 from tests.e2e.gate_asgi import info_consumer
 from tests.gate.conftest import set_gate
 
@@ -117,3 +121,45 @@ async def test_one_heartbeat_keeps_every_live_slot_and_stops_when_none_is_left(
         await slot.release()
     assert _heartbeat_for_loop()._task is None
     assert redis_client.zcard(key("caps", "ip", "198.51.100.15")) == 0
+
+
+class SlowToCleanUp(SecureJsonWebsocketConsumer):
+    """A consumer whose clean-up (``on_close``) waits until the test lets it finish."""
+
+    cleanup_may_finish: asyncio.Event
+
+    async def on_close(self, code: int) -> None:
+        await self.cleanup_may_finish.wait()
+
+
+async def test_a_closed_socket_gives_its_slot_back_before_the_consumer_cleans_up(
+    demo_users: dict[str, Any],
+    secure_ws_gate: Callable[..., WebsocketCommunicator],
+    settings: Any,
+) -> None:
+    """A client at its cap that closes and reconnects is not refused by its closed socket."""
+    settings.ALLOWED_HOSTS = ["testserver"]
+    settings.SECURE_WS = {
+        **settings.SECURE_WS,
+        "ALLOWED_ORIGINS": ["http://testserver"],
+        "MAX_CONNECTIONS_PER_USER": 1,
+    }
+    SlowToCleanUp.cleanup_may_finish = asyncio.Event()
+    token = access_token_for(demo_users["alice"])
+    first = secure_ws_gate(SlowToCleanUp.as_asgi(), "/ws/slow/", token=token)
+    assert (await first.connect())[0]
+    await first.send_input({"type": "websocket.disconnect", "code": 1000})
+    try:
+        give_up = time.monotonic() + 10
+        while True:
+            again = secure_ws_gate(SlowToCleanUp.as_asgi(), "/ws/slow/", token=token)
+            connected, _ = await again.connect()
+            if connected or time.monotonic() > give_up:
+                break
+            await again.wait()
+            await asyncio.sleep(0.05)
+        assert connected, "the closed socket's slot still counted while its consumer cleaned up"
+        await again.send_input({"type": "websocket.disconnect", "code": 1000})
+    finally:
+        SlowToCleanUp.cleanup_may_finish.set()
+        await first.wait()
