@@ -16,8 +16,6 @@ class SecureWSConfig(AppConfig):
         # Imported here, once the app registry is ready (these modules use models): importing
         # them registers the system checks and the signal receivers.
         import secure_ws.checks
-        import secure_ws.checks_extras
-        import secure_ws.checks_redis
         import secure_ws.sessions.django_session
         import secure_ws.sessions.revocation  # noqa: F401
         from secure_ws.compat import close_instead_of_drop

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.test import override_settings
 
-from secure_ws import checks_extras
+from secure_ws.checks import extras as checks_extras
 
 ROOT = Path(__file__).resolve().parent.parent
 

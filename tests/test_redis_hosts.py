@@ -12,7 +12,10 @@ from django.conf import settings
 from django.test import override_settings
 
 from secure_ws import state
-from secure_ws.checks_redis import check_shared_state_redis, check_shared_state_redis_transport
+from secure_ws.checks.shared_state import (
+    check_shared_state_redis,
+    check_shared_state_redis_transport,
+)
 from secure_ws.conf import validate
 from secure_ws.redis_hosts import async_client, channel_layer_host, describe, sync_client
 

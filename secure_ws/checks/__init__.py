@@ -33,11 +33,16 @@ W050   ``MAX_MESSAGE_BYTES`` above the server's ``SERVER_MAX_MESSAGE_BYTES``
 W051   ``SERVER_MAX_MESSAGE_BYTES`` not declared                                yes
 W060   no Content-Security-Policy (setting or middleware missing)               yes
 W061   CSP ``connect-src`` does not list every WebSocket origin                 yes
+W032   no Redis for the shared state (per-process caps, buckets, tickets)       yes
+E090   ``REFUSAL_MODE = "close"`` with ``DEBUG`` off
+E091   ``METRICS_ENABLED`` without prometheus-client (the ``[metrics]`` extra)
+E092   django-csp configured but not installed (the ``[csp]`` extra)
 =====  ======================================================================  ========
 
 One module per topic: ``values`` (E001), ``origin`` (E002-W004), ``routes`` (E010/W011),
 ``gate`` (E020-W024), ``channel_layer`` (E030/W031), ``jwt`` (E040-W045), ``transport``
-(W050/W051), ``csp`` (W060/W061). Importing this package registers every check.
+(W050/W051), ``csp`` (W060/W061), ``shared_state`` (W032, W031 for ``REDIS_HOST`` and
+Sentinel entries), ``extras`` (E090-E092). Importing this package registers every check.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ from secure_ws.checks.channel_layer import (
 )
 from secure_ws.checks.csp import (
     check_content_security_policy,
+)
+from secure_ws.checks.extras import (
+    check_csp_extra,
+    check_metrics_extra,
+    check_refusal_mode,
 )
 from secure_ws.checks.gate import (
     check_ambient_credentials,
@@ -68,6 +78,10 @@ from secure_ws.checks.routes import (
     check_websocket_routes,
     walk_websocket_routes,
 )
+from secure_ws.checks.shared_state import (
+    check_shared_state_redis,
+    check_shared_state_redis_transport,
+)
 from secure_ws.checks.transport import (
     check_message_size,
     check_server_limits_declared,
@@ -84,13 +98,18 @@ __all__ = [
     "check_blacklist_installed",
     "check_channel_layer",
     "check_content_security_policy",
+    "check_csp_extra",
     "check_jwt_signing_key",
     "check_message_size",
+    "check_metrics_extra",
     "check_origin_entries",
     "check_origin_policy",
     "check_password_change_revokes_tokens",
+    "check_refusal_mode",
     "check_server_limits_declared",
     "check_settings_values",
+    "check_shared_state_redis",
+    "check_shared_state_redis_transport",
     "check_token_lifetime",
     "check_weakened_gate",
     "check_websocket_routes",
